@@ -1,0 +1,1 @@
+"""The likes API: anonymous post likes on PostgreSQL, with Redis for rate limits and cached counts."""

@@ -1,0 +1,96 @@
+"""The Sanic app factory: `create_app(settings)`.
+
+Run it with `python -m api serve`, or `sanic api.app:create_app --factory`
+(which reads the settings from the environment).
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from psycopg_pool import AsyncConnectionPool
+from sanic import Request, Sanic
+
+from api import logs, metrics
+from api.blueprints import health, likes, ops_metrics
+from api.errors import JsonErrorHandler
+from api.identity import ClientIds
+from api.redislayer import CountCache, RateLimiter, RedisGate
+from api.security_events import SecurityEvents
+from api.settings import Settings
+
+access_log = logging.getLogger("likes.access")
+
+
+def create_app(settings: Settings | None = None, name: str = "likes") -> Sanic:
+    settings = settings or Settings.from_env()
+    logs.configure(settings.log_level, settings.log_file)
+    app = Sanic(name, error_handler=JsonErrorHandler(), configure_logging=False)
+    app.config.update({
+        "REQUEST_MAX_SIZE": settings.request_max_size,
+        "REQUEST_TIMEOUT": settings.request_timeout,
+        "RESPONSE_TIMEOUT": settings.request_timeout + settings.db_timeout_seconds,
+        "KEEP_ALIVE_TIMEOUT": 5,
+        "GRACEFUL_SHUTDOWN_TIMEOUT": 10.0,
+        "ACCESS_LOG": False,
+        "PROXIES_COUNT": settings.proxies_count,
+        "REAL_IP_HEADER": settings.real_ip_header,
+        "REQUEST_ID_HEADER": "X-Request-ID",
+        "OAS_UI_DEFAULT": "redoc",
+        "OAS_URL_PREFIX": "",
+        "OAS_UI_REDOC": True,
+        "OAS_UI_SWAGGER": False,
+        "CORS": False,
+    })
+    app.ext.openapi.describe("Likes API", version="1",
+                             description="Anonymous post likes. Errors are JSON: {error: {code, message}}.")
+    app.ctx.settings = settings
+    app.ctx.client_ids = ClientIds(settings.client_id_secret, settings.client_id_secret_previous)
+    app.blueprint([likes.bp, health.bp, ops_metrics.bp])
+    app.register_listener(_open_resources, "before_server_start")
+    app.register_listener(_close_resources, "after_server_stop")
+    app.register_middleware(_start_timer, "request")
+    app.register_middleware(_log_request, "response")
+    return app
+
+
+async def _open_resources(app: Sanic) -> None:
+    s: Settings = app.ctx.settings
+    app.ctx.pool = AsyncConnectionPool(
+        s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max, timeout=s.db_timeout_seconds,
+        open=False, reconnect_timeout=0, name="likes",
+        kwargs={"autocommit": True, "connect_timeout": max(1, int(s.db_timeout_seconds)),
+                "options": f"-c statement_timeout={int(s.db_timeout_seconds * 1000)}",
+                "application_name": "likes-api"})
+    try:
+        await app.ctx.pool.open(wait=True, timeout=s.db_timeout_seconds * 5)
+    except Exception as exc:   # start anyway: health answers 503 until the database returns
+        logging.getLogger("likes").warning("database not reachable at start: %s", exc.__class__.__name__)
+    app.ctx.redis = RedisGate(s.redis_url)
+    await app.ctx.redis.ping()
+    app.ctx.limiter = RateLimiter(s, app.ctx.redis)
+    app.ctx.cache = CountCache(app.ctx.redis, s.cache_ttl_seconds)
+    app.ctx.security_events = SecurityEvents(app.ctx.pool)
+    app.ctx.security_events.start()
+
+
+async def _close_resources(app: Sanic) -> None:
+    await app.ctx.security_events.stop()
+    await app.ctx.redis.close()
+    await app.ctx.pool.close()
+
+
+async def _start_timer(request: Request) -> None:
+    request.ctx.start = time.perf_counter()
+
+
+async def _log_request(request: Request, response) -> None:
+    elapsed = time.perf_counter() - getattr(request.ctx, "start", time.perf_counter())
+    route = request.route.path if request.route else "unmatched"
+    route = "/" + route.lstrip("/")
+    metrics.REQUEST_DURATION.labels(route, str(response.status)).observe(elapsed)
+    response.headers["X-Request-ID"] = str(request.id)
+    logs.event(access_log, logging.INFO, event="request", method=request.method, route=route,
+               status=response.status, duration_ms=round(elapsed * 1000, 2), request_id=str(request.id),
+               outcome=getattr(request.ctx, "outcome", "ok" if response.status < 400 else "error"))
+

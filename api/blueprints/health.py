@@ -1,0 +1,55 @@
+"""Liveness and readiness.
+
+/health        liveness, no I/O.
+/api/health    {"status", "timestamp"}.
+/api/monitoring/health   database, redis and pool; 503 when the database is down.
+"""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+from sanic import Blueprint, Request, json
+
+from api import store
+
+bp = Blueprint("health")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@bp.get("/health")
+async def liveness(request: Request):
+    return json({"status": "ok"})
+
+
+@bp.get("/api/health")
+async def api_health(request: Request):
+    return json({"status": "ok", "timestamp": _now()})
+
+
+@bp.get("/api/monitoring/health")
+async def monitoring_health(request: Request):
+    ctx = request.app.ctx
+    timeout = ctx.settings.db_timeout_seconds
+    try:
+        await asyncio.wait_for(store.ping(ctx.pool), timeout)
+        database = "connected"
+    except Exception:
+        database = "unreachable"
+    redis_ok = await ctx.redis.ping()
+    stats = ctx.pool.get_stats()
+    pool = {"min_size": ctx.pool.min_size, "max_size": ctx.pool.max_size,
+            "size": stats.get("pool_size", 0), "available": stats.get("pool_available", 0),
+            "waiting": stats.get("requests_waiting", 0)}
+    if database != "connected":
+        status = "down"
+    elif not redis_ok:
+        status = "degraded"
+    else:
+        status = "ok"
+    body = {"status": status, "database": database, "redis": "connected" if redis_ok else "unreachable",
+            "pool": pool, "timestamp": _now()}
+    return json(body, status=503 if status == "down" else 200, headers={"Cache-Control": "no-store"})
