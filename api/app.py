@@ -10,6 +10,7 @@ import time
 
 from psycopg_pool import AsyncConnectionPool
 from sanic import Request, Sanic
+from sanic.response import redirect
 
 from api import logs, metrics
 from api.blueprints import health, likes, ops_metrics
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None, name: str = "likes") -> Sanic:
     app.ctx.settings = settings
     app.ctx.client_ids = ClientIds(settings.client_id_secret, settings.client_id_secret_previous)
     app.blueprint([likes.bp, health.bp, ops_metrics.bp])
+    app.add_route(lambda request: redirect("/redoc"), "/docs", name="docs")
     app.register_listener(_open_resources, "before_server_start")
     app.register_listener(_close_resources, "after_server_stop")
     app.register_middleware(_start_timer, "request")

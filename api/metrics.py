@@ -25,3 +25,7 @@ def render() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST
+
+# Export the labelled series at zero from the start, so dashboards and alerts see them.
+for _kind in ("write", "read"):
+    RATE_LIMIT_HITS.labels(_kind)

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+import redis
 
 from dev.stack import PostgresServer, RedisServer, free_port
 
@@ -42,8 +43,10 @@ def redis_server():
 
 
 @pytest.fixture
-def db(pg):
-    """A superuser connection to the likes database, emptied before each test."""
+def db(pg, redis_server):
+    """A superuser connection to the likes database, emptied (with Redis) before each test."""
+    with redis.Redis.from_url(redis_server.url) as r:
+        r.flushdb()
     with psycopg.connect(pg.url(), autocommit=True) as conn:
         conn.execute(f"TRUNCATE {TABLES}")
         conn.execute("UPDATE feature_flags SET kill_switch = false, enabled = true")
@@ -73,17 +76,21 @@ class ApiProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "ApiProcess":
+        self.log_file.unlink(missing_ok=True)
         self.proc = subprocess.Popen([sys.executable, "-m", "api", "serve"], cwd=ROOT, env=self.env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"API exited with {self.proc.returncode}; see {self.log_file}")
-            try:
-                if httpx.get(self.base_url + "/health", timeout=0.5).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
+            # Every worker must be ready: Sanic ignores a SIGTERM that lands mid-startup.
+            ready = sum('"Worker ready' in line for line in self.log_lines())
+            if ready >= int(self.env["WORKERS"]):
+                try:
+                    if httpx.get(self.base_url + "/health", timeout=0.5).status_code == 200:
+                        return self
+                except httpx.HTTPError:
+                    pass
             time.sleep(0.1)
         raise RuntimeError(f"API did not come up on {self.base_url}; see {self.log_file}")
 
