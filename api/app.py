@@ -60,7 +60,7 @@ async def _open_resources(app: Sanic) -> None:
     s: Settings = app.ctx.settings
     app.ctx.pool = AsyncConnectionPool(
         s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max, timeout=s.db_timeout_seconds,
-        open=False, reconnect_timeout=0, name="likes",
+        open=False, name="likes",
         kwargs={"autocommit": True, "connect_timeout": max(1, int(s.db_timeout_seconds)),
                 "options": f"-c statement_timeout={int(s.db_timeout_seconds * 1000)}",
                 "application_name": "likes-api"})

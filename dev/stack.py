@@ -65,11 +65,14 @@ class PostgresServer:
                                          f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8"]),
                            check=True, stdout=subprocess.DEVNULL)
         pwfile.unlink()
+        self._start()
+        return self
+
+    def _start(self) -> None:
         self._pg_ctl("start", "-w", "-t", "60", "-l", str(self.root / "server.log"), "-o",
                      f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
                      "-c shared_preload_libraries=pg_stat_statements -c fsync=off "
                      "-c synchronous_commit=off -c max_connections=200")
-        return self
 
     def stop(self, mode: str = "fast") -> None:
         if (self.datadir / "postmaster.pid").exists():
@@ -77,7 +80,7 @@ class PostgresServer:
 
     def restart(self) -> None:
         self.stop()
-        self._pg_ctl("start", "-w", "-t", "60", "-l", str(self.root / "server.log"))
+        self._start()
 
     def destroy(self) -> None:
         self.stop("immediate")
