@@ -88,6 +88,7 @@ INSERT INTO feature_flags (name) VALUES ('likes');
 CREATE FUNCTION eng_post_like_apply(p_post_id text, p_client_hash bytea, p_op text)
 RETURNS TABLE (liked boolean, changed boolean, like_count bigint)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+#variable_conflict use_column
 DECLARE
     v_slot smallint := get_byte(p_client_hash, 0) % 16;
     v_rows integer;
@@ -176,6 +177,7 @@ $$;
 CREATE FUNCTION eng_post_like_repair(p_post_ids text[] DEFAULT NULL)
 RETURNS TABLE (post_id text, count_before bigint, count_after bigint)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+#variable_conflict use_column
 BEGIN
     RETURN QUERY
     WITH truth AS (
