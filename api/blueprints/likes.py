@@ -209,7 +209,7 @@ def _database_failure(request: Request, exc: Exception, op: str | None):
         if op:
             metrics.LIKE_ATTEMPTS.labels(op, "db_error").inc()
         request.ctx.outcome = "database_unavailable"
-        log.warning("database error: %s", exc.__class__.__name__)
+        log.warning("database connection failed or query timed out: %s", exc.__class__.__name__)
         raise ApiError(503, "database_unavailable", "The database is unavailable; try again shortly.",
                        {"Retry-After": "5"}) from None
     raise exc
