@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -32,10 +33,14 @@ def main() -> int:
         print(f"  REDIS_URL      {redis.url}")
         print(f"  logs           {env['LOG_FILE']}")
         print("Ctrl-C stops the API and removes the database and Redis.", flush=True)
+        api = subprocess.Popen([sys.executable, "-m", "api", "serve"], cwd=ROOT, env={**os.environ, **env})
+        # SIGTERM (e.g. from a supervisor) tears down like Ctrl-C does.
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         try:
-            return subprocess.call([sys.executable, "-m", "api", "serve"], cwd=ROOT, env={**os.environ, **env})
+            return api.wait()
         except KeyboardInterrupt:
-            return 0
+            api.send_signal(signal.SIGTERM)
+            return api.wait(30)
     finally:
         redis.destroy()
         pg.destroy()
