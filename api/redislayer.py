@@ -74,17 +74,18 @@ class RedisGate:
 class Decision:
     allowed: bool
     limit: int
-    remaining: int
-    reset_in: int          # seconds until the window frees a request
+    window: int               # seconds
+    remaining: int | None     # known only when refused (reading it costs a round trip)
+    reset_in: int | None      # seconds until the window frees a request, when refused
 
 
 class RateLimiter:
     """Sliding-window-counter limits per client IP and per client id."""
 
     def __init__(self, settings: Settings, gate: RedisGate):
-        window = settings.rate_limit_window_seconds
-        self.items = {"write": RateLimitItemPerSecond(settings.rate_limit_max_requests, window),
-                      "read": RateLimitItemPerSecond(settings.rate_limit_read_max_requests, window)}
+        self.window = settings.rate_limit_window_seconds
+        self.items = {"write": RateLimitItemPerSecond(settings.rate_limit_max_requests, self.window),
+                      "read": RateLimitItemPerSecond(settings.rate_limit_read_max_requests, self.window)}
         self.gate = gate
         self.shared = SlidingWindowCounterRateLimiter(RedisStorage(
             "async+redis://", implementation="redispy", wrap_exceptions=True, connection_pool=gate.pool))
@@ -104,11 +105,16 @@ class RateLimiter:
         return await self._hit(self.local, item, keys)
 
     async def _hit(self, limiter: SlidingWindowCounterRateLimiter, item, keys: list[str]) -> Decision:
-        allowed = all(await asyncio.gather(*(limiter.hit(item, k) for k in keys)))
-        stats = await asyncio.gather(*(limiter.get_window_stats(item, k) for k in keys))
-        tightest = min(stats, key=lambda s: s.remaining)
-        reset_in = max(1, math.ceil(tightest.reset_time - time.time()))
-        return Decision(allowed, item.amount, tightest.remaining, reset_in)
+        if len(keys) == 1:
+            allowed = [await limiter.hit(item, keys[0])]
+        else:
+            allowed = await asyncio.gather(*(limiter.hit(item, k) for k in keys))
+        if all(allowed):
+            return Decision(True, item.amount, self.window, None, None)
+        refused = [k for k, ok in zip(keys, allowed) if not ok]
+        stats = await asyncio.gather(*(limiter.get_window_stats(item, k) for k in refused))
+        reset_in = max(1, math.ceil(max(s.reset_time for s in stats) - time.time()))
+        return Decision(False, item.amount, self.window, 0, reset_in)
 
 
 class CountCache:

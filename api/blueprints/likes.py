@@ -189,16 +189,19 @@ def _ip_hash(request: Request) -> bytes:
 
 async def _limit(request: Request, kind: str, identities: list[str]) -> None:
     decision = await request.app.ctx.limiter.hit(kind, identities)
-    request.ctx.rate_headers = {"RateLimit-Limit": str(decision.limit), "RateLimit-Remaining": str(decision.remaining),
-                                "RateLimit-Reset": str(decision.reset_in)}
+    # Allowed requests carry the policy; reading the remaining count would cost
+    # another Redis round trip, so the full set is sent with the 429 only.
+    request.ctx.rate_headers = {"RateLimit-Limit": str(decision.limit),
+                                "RateLimit-Policy": f"{decision.limit};w={decision.window}"}
     if not decision.allowed:
         metrics.RATE_LIMIT_HITS.labels(kind).inc()
         request.ctx.outcome = "rate_limited"
         request.app.ctx.security_events.record("rate_limited", "warning", _ip_hash(request))
+        headers = {**request.ctx.rate_headers, "RateLimit-Remaining": str(decision.remaining),
+                   "RateLimit-Reset": str(decision.reset_in), "Retry-After": str(decision.reset_in)}
         raise ApiError(429, "rate_limited",
-                       f"Rate limit exceeded: at most {decision.limit} {kind}s per "
-                       f"{request.app.ctx.settings.rate_limit_window_seconds} s. Retry after {decision.reset_in} s.",
-                       {"Retry-After": str(decision.reset_in), **request.ctx.rate_headers})
+                       f"Rate limit exceeded: at most {decision.limit} {kind}s per {decision.window} s. "
+                       f"Retry after {decision.reset_in} s.", headers)
 
 
 def _database_failure(request: Request, exc: Exception, op: str | None):
