@@ -13,6 +13,9 @@ from pathlib import Path
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        cached = record.__dict__.get("_json_line")
+        if cached is not None:          # stdout and the file share one rendering
+            return cached
         line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
                 + f".{int(record.msecs):03d}Z",
                 "level": record.levelname.lower(), "logger": record.name}
@@ -24,7 +27,8 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.levelno >= logging.ERROR:
             line["error"] = repr(record.exc_info[1])
             line["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(line, separators=(",", ":"), default=str)
+        record._json_line = json.dumps(line, separators=(",", ":"), default=str)
+        return record._json_line
 
 
 def configure(level: str, log_file: str | None) -> None:
