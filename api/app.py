@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from sanic import Request, Sanic
 from sanic.response import redirect
 
-from api import logs, metrics
+from api import logs, metrics, store
 from api.blueprints import health, likes, ops_metrics
 from api.errors import JsonErrorHandler
 from api.identity import ClientIds
@@ -64,9 +64,13 @@ async def _open_resources(app: Sanic) -> None:
         kwargs={"autocommit": True, "connect_timeout": max(1, int(s.db_timeout_seconds)),
                 "options": f"-c statement_timeout={int(s.db_timeout_seconds * 1000)}",
                 "application_name": "likes-api"})
+    # Never wait for the pool here: psycopg closes a pool whose wait() times out.
+    # It fills in the background, so the API starts (health 503) while the
+    # database is down and serves as soon as it returns.
+    await app.ctx.pool.open(wait=False)
     try:
-        await app.ctx.pool.open(wait=True, timeout=s.db_timeout_seconds * 5)
-    except Exception as exc:   # start anyway: health answers 503 until the database returns
+        await store.ping(app.ctx.pool)
+    except Exception as exc:
         logging.getLogger("likes").warning("database not reachable at start: %s", exc.__class__.__name__)
     app.ctx.redis = RedisGate(s.redis_url)
     await app.ctx.redis.ping()

@@ -100,3 +100,17 @@ def test_sigterm_finishes_requests_in_flight_then_exits(own_stack):
     t.join(10)
     assert result["r"].status_code == 200 and result["r"].json()["changed"] is True
     assert api.proc.wait(15) == 0
+
+
+def test_api_starts_while_postgres_is_down_and_serves_once_it_returns(own_stack):
+    pg, redis, api = own_stack
+    api.stop()
+    pg.stop()
+    late = ApiProcess(pg, redis, DB_TIMEOUT_SECONDS="1").start()
+    try:
+        assert httpx.get(late.base_url + "/api/monitoring/health").status_code == 503
+        assert_error(_like(late), 503, "database_unavailable")
+        pg.restart()
+        assert _wait_for(lambda: _like(late).status_code == 200, 20)
+    finally:
+        late.stop()

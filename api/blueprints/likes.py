@@ -205,8 +205,6 @@ async def _limit(request: Request, kind: str, identities: list[str]) -> None:
 
 
 def _database_failure(request: Request, exc: Exception, op: str | None):
-    if isinstance(exc, ApiError):
-        raise exc
     if store.is_database_error(exc):
         metrics.DATABASE_ERRORS.inc()
         if op:
