@@ -114,3 +114,17 @@ def test_api_starts_while_postgres_is_down_and_serves_once_it_returns(own_stack)
         assert _wait_for(lambda: _like(late).status_code == 200, 20)
     finally:
         late.stop()
+
+
+def test_api_starts_while_redis_is_down_and_uses_it_once_it_returns(own_stack):
+    pg, redis, api = own_stack
+    api.stop()
+    redis.stop()
+    late = ApiProcess(pg, redis).start()
+    try:
+        assert _like(late).status_code == 200
+        assert httpx.get(late.base_url + "/api/monitoring/health").json()["status"] == "degraded"
+        redis.start()
+        assert _wait_for(lambda: httpx.get(late.base_url + "/api/monitoring/health").json()["status"] == "ok")
+    finally:
+        late.stop()
