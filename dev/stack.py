@@ -95,6 +95,7 @@ class PostgresServer:
         """Create the roles and the database, as the deploy's postgresql role does."""
         for role in ROLES:
             self.psql(f"CREATE ROLE {role} LOGIN PASSWORD '{self.passwords[role]}'", database="postgres")
+        self.psql("ALTER ROLE likes_owner CREATEDB", database="postgres")   # restore drills create scratch databases
         self.psql(f"CREATE DATABASE {DATABASE} OWNER likes_owner", database="postgres")
         self.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         self.psql("GRANT pg_read_all_stats TO likes_ops")

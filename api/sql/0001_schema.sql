@@ -189,14 +189,25 @@ BEGIN
         SELECT c.post_id, c.slot, c.like_count
           FROM eng_post_like_counter_slots c
          WHERE p_post_ids IS NULL OR c.post_id = ANY (p_post_ids)
+    ), events AS (
+        SELECT e.post_id, e.slot, sum(e.likes - e.unlikes)::bigint AS net
+          FROM eng_post_like_events_daily e
+         WHERE p_post_ids IS NULL OR e.post_id = ANY (p_post_ids)
+         GROUP BY 1, 2
     ), diff AS (
         SELECT coalesce(t.post_id, c.post_id) AS post_id, coalesce(t.slot, c.slot) AS slot,
                coalesce(c.like_count, 0) AS before, coalesce(t.n, 0) AS after
           FROM truth t FULL JOIN current c ON c.post_id = t.post_id AND c.slot = t.slot
     ), fixed AS (
-        INSERT INTO eng_post_like_counter_slots AS s (post_id, slot, like_count)
-        SELECT d.post_id, d.slot, d.after FROM diff d WHERE d.before <> d.after
-        ON CONFLICT (post_id, slot) DO UPDATE SET like_count = excluded.like_count, updated_at = now()
+        -- retired_net is the part of a count that the retained daily events do
+        -- not explain; a repaired slot gets it recomputed, so the ledger
+        -- like_count = retired_net + daily events balances again.
+        INSERT INTO eng_post_like_counter_slots AS s (post_id, slot, like_count, retired_net)
+        SELECT d.post_id, d.slot, d.after, d.after - coalesce(ev.net, 0)
+          FROM diff d LEFT JOIN events ev ON ev.post_id = d.post_id AND ev.slot = d.slot
+         WHERE d.before <> d.after
+        ON CONFLICT (post_id, slot) DO UPDATE
+            SET like_count = excluded.like_count, retired_net = excluded.retired_net, updated_at = now()
         RETURNING s.post_id
     )
     SELECT d.post_id, sum(d.before)::bigint, sum(d.after)::bigint

@@ -1,0 +1,116 @@
+"""Retention: delete expired rows in small batches that never block the API.
+
+Daily like events older than 90 days go; their net (likes - unlikes) moves
+into the counter slot's retired_net in the same transaction, so a counter
+always equals retired_net plus its remaining daily events. Security events
+older than 30 days go. A compliance check then fails the run if any expired
+row remains (runbook 002's retention alert), and ANALYZE refreshes statistics.
+Never VACUUM FULL.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+
+from ops.pg import OpsError, connect
+
+log = logging.getLogger("likes.ops.retention")
+
+EVENTS_DAYS = 90
+SECURITY_DAYS = 30
+
+_DELETE_EVENTS = """
+WITH batch AS (
+    SELECT post_id, day, slot FROM eng_post_like_events_daily
+     WHERE day < %(cutoff)s LIMIT %(batch)s FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM eng_post_like_events_daily d USING batch b
+     WHERE d.post_id = b.post_id AND d.day = b.day AND d.slot = b.slot
+    RETURNING d.post_id, d.slot, d.likes - d.unlikes AS net
+), carried AS (
+    UPDATE eng_post_like_counter_slots s SET retired_net = s.retired_net + n.net
+      FROM (SELECT post_id, slot, sum(net) AS net FROM gone GROUP BY post_id, slot) n
+     WHERE s.post_id = n.post_id AND s.slot = n.slot
+    RETURNING 1
+)
+SELECT count(*) FROM gone
+"""
+_DELETE_SECURITY = """
+WITH gone AS (
+    DELETE FROM eng_security_events WHERE ctid IN (
+        SELECT ctid FROM eng_security_events WHERE created_at < %(cutoff)s LIMIT %(batch)s)
+    RETURNING 1
+)
+SELECT count(*) FROM gone
+"""
+
+
+@dataclass
+class RetentionResult:
+    dry_run: bool
+    cutoffs: dict[str, str]
+    removed: dict[str, int] = field(default_factory=dict)
+    remaining_expired: dict[str, int] = field(default_factory=dict)
+    duration_seconds: float = 0.0
+
+    @property
+    def compliant(self) -> bool:
+        return all(n == 0 for n in self.remaining_expired.values())
+
+
+def retention(database_url: str, events_days: int = EVENTS_DAYS, security_days: int = SECURITY_DAYS,
+              batch_size: int = 5000, dry_run: bool = False, today: date | None = None,
+              lock_timeout_ms: int = 2000, statement_timeout_ms: int = 30000) -> RetentionResult:
+    for name, value, lo in (("events_days", events_days, 1), ("security_days", security_days, 1),
+                            ("batch_size", batch_size, 1)):
+        if not isinstance(value, int) or value < lo:
+            raise OpsError(f"{name} must be a whole number >= {lo}, got {value!r}")
+    t0 = time.monotonic()
+    today = today or datetime.now(timezone.utc).date()
+    events_cutoff = today - timedelta(days=events_days)
+    security_cutoff = datetime.combine(today - timedelta(days=security_days), datetime.min.time(), timezone.utc)
+    result = RetentionResult(dry_run, {"eng_post_like_events_daily": events_cutoff.isoformat(),
+                                       "eng_security_events": security_cutoff.isoformat()})
+    with connect(database_url, autocommit=True) as conn:
+        expired = _expired(conn, events_cutoff, security_cutoff)
+        if dry_run:
+            result.removed = {t: 0 for t in expired}
+            result.remaining_expired = expired
+            log.info("retention dry run: would remove %s", expired)
+        else:
+            result.removed = {
+                "eng_post_like_events_daily": _in_batches(conn, _DELETE_EVENTS, events_cutoff, batch_size,
+                                                          lock_timeout_ms, statement_timeout_ms, "daily events"),
+                "eng_security_events": _in_batches(conn, _DELETE_SECURITY, security_cutoff, batch_size,
+                                                   lock_timeout_ms, statement_timeout_ms, "security events"),
+            }
+            result.remaining_expired = _expired(conn, events_cutoff, security_cutoff)
+            for table in ("eng_post_like_events_daily", "eng_security_events", "eng_post_like_counter_slots"):
+                conn.execute(f"ANALYZE {table}")
+    result.duration_seconds = round(time.monotonic() - t0, 3)
+    return result
+
+
+def _in_batches(conn, sql: str, cutoff, batch: int, lock_ms: int, stmt_ms: int, what: str) -> int:
+    total = 0
+    while True:
+        with conn.transaction():
+            conn.execute(f"SET LOCAL lock_timeout = {int(lock_ms)}")
+            conn.execute(f"SET LOCAL statement_timeout = {int(stmt_ms)}")
+            n = conn.execute(sql, {"cutoff": cutoff, "batch": batch}).fetchone()[0]
+        total += n
+        if n:
+            log.info("retention: deleted %d %s (%d so far)", n, what, total)
+        if n < batch:
+            return total
+
+
+def _expired(conn, events_cutoff, security_cutoff) -> dict[str, int]:
+    return {
+        "eng_post_like_events_daily": conn.execute(
+            "SELECT count(*) FROM eng_post_like_events_daily WHERE day < %s", (events_cutoff,)).fetchone()[0],
+        "eng_security_events": conn.execute(
+            "SELECT count(*) FROM eng_security_events WHERE created_at < %s", (security_cutoff,)).fetchone()[0],
+    }

@@ -1,0 +1,247 @@
+"""The maintenance library against a real PostgreSQL with real pg_dump/pg_restore."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ops import backup as bk
+from ops.drill import drill
+from ops.integrity import integrity, repair
+from ops.retention import retention
+from ops.status import status
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def owner(pg, db):
+    db.execute("TRUNCATE ops_runs")
+    return pg.url("likes_owner")
+
+
+def _like(db, post: str, client: str, op: str = "like"):
+    db.execute("SELECT eng_post_like_apply(%s, sha256(%s::bytea), %s)", (post, client.encode(), op))
+
+
+def _seed(db, posts: int = 5, clients: int = 4):
+    for p in range(posts):
+        for c in range(clients):
+            _like(db, f"post-{p}", f"client-{c}")
+
+
+def _scratch_databases(db) -> list[str]:
+    return [r[0] for r in db.execute("SELECT datname FROM pg_database WHERE datname LIKE 'likes_drill_%'")]
+
+
+def _ops(*args: str, url: str, backup_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ops", "--dir", str(backup_dir), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "DATABASE_URL": url})
+
+
+# Backups
+
+def test_backup_writes_a_verified_dump_and_manifest_from_one_snapshot(owner, db, tmp_path):
+    _seed(db)
+    result = bk.backup(owner, tmp_path / "b", label="test")
+    dump, manifest_path = Path(result.path), Path(result.manifest)
+    manifest = json.loads(manifest_path.read_text())
+    assert stat.S_IMODE(dump.stat().st_mode) == 0o600 and stat.S_IMODE(manifest_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "b").stat().st_mode) == 0o700
+    assert manifest["sha256"] == bk.sha256_of(dump) and manifest["size_bytes"] == dump.stat().st_size
+    assert manifest["row_counts"]["eng_post_likes"] == 20 and manifest["verified_at"]
+    assert manifest["server_version"].startswith("15") and "pg_dump (PostgreSQL) 15" in manifest["pg_dump_version"]
+    assert {"started_at", "finished_at", "duration_seconds", "newest_row_at"} <= set(manifest)
+    assert not list((tmp_path / "b").glob(".tmp-*"))
+    assert bk.verify(tmp_path / "b").ok
+
+
+def test_verify_names_a_flipped_byte_and_a_truncated_file(owner, db, tmp_path):
+    _seed(db)
+    result = bk.backup(owner, tmp_path)
+    data = bytearray(Path(result.path).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    Path(result.path).write_bytes(bytes(data))
+    assert "corrupted file" in bk.verify(tmp_path).problem
+    Path(result.path).write_bytes(bytes(data[: len(data) // 2]))
+    assert "truncated file" in bk.verify(tmp_path).problem
+
+
+def test_gfs_prune_over_a_simulated_month_keeps_exactly_the_right_backups(tmp_path):
+    # Daily backups at 02:00 from 1 Oct to 9 Nov 2026, and a second one on 9 Nov at 14:00.
+    stamps = [datetime(2026, 10, 1, 2, tzinfo=timezone.utc) + timedelta(days=i) for i in range(40)]
+    stamps.append(datetime(2026, 11, 9, 14, tzinfo=timezone.utc))
+    for s in stamps:
+        name = "likes-" + s.strftime("%Y%m%dT%H%M%SZ")
+        (tmp_path / (name + ".dump")).write_bytes(b"x")
+        (tmp_path / (name + ".manifest.json")).write_text(json.dumps({
+            "name": name, "file": name + ".dump", "sha256": "", "size_bytes": 1, "format": "custom",
+            "pg_dump_version": "", "server_version": "", "started_at": s.isoformat(), "finished_at": s.isoformat(),
+            "duration_seconds": 1, "row_counts": {}, "newest_row_at": None}))
+    result = bk.prune(tmp_path, bk.KeepPolicy(daily=7, weekly=4, monthly=6))
+    kept_days = sorted(n[6:22] for n in result.kept)
+    # daily: 3-9 Nov (9 Nov's newest is 14:00); weekly (ISO weeks from Monday): 9 Nov, 8 Nov,
+    # 1 Nov, 25 Oct; monthly: 9 Nov, 31 Oct.
+    assert kept_days == ["20261025T020000Z", "20261031T020000Z", "20261101T020000Z", "20261103T020000Z",
+                         "20261104T020000Z", "20261105T020000Z", "20261106T020000Z", "20261107T020000Z",
+                         "20261108T020000Z", "20261109T140000Z"]
+    assert len(result.deleted) == 31
+    assert sorted(p.name[6:22] for p in tmp_path.glob("*.dump")) == kept_days
+
+
+def test_prune_never_deletes_the_newest_backup(tmp_path):
+    s = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    name = "likes-" + s.strftime("%Y%m%dT%H%M%SZ")
+    (tmp_path / (name + ".dump")).write_bytes(b"x")
+    (tmp_path / (name + ".manifest.json")).write_text(json.dumps({
+        "name": name, "file": name + ".dump", "sha256": "", "size_bytes": 1, "format": "custom",
+        "pg_dump_version": "", "server_version": "", "started_at": s.isoformat(), "finished_at": s.isoformat(),
+        "duration_seconds": 1, "row_counts": {}, "newest_row_at": None}))
+    assert bk.prune(tmp_path, bk.KeepPolicy(0, 0, 0)).kept == [name]
+
+
+# Retention
+
+def test_retention_removes_exactly_the_expired_rows_and_keeps_the_ledger(owner, db):
+    today = date(2026, 11, 22)
+    _seed(db, posts=2, clients=3)
+    db.execute("""INSERT INTO eng_post_like_events_daily (post_id, day, slot, likes, unlikes)
+                  SELECT post_id, %s::date - d, slot, 2, 1 FROM eng_post_like_counter_slots, unnest(ARRAY[91, 90, 89]) d""",
+               (today,))
+    # Those events moved no counter; book them so the ledger holds before retention runs.
+    db.execute("UPDATE eng_post_like_counter_slots SET retired_net = retired_net - 3")
+    db.execute("INSERT INTO eng_security_events VALUES (now() - interval '31 days', 'rate_limited', 'warning', '\\x01', 4),"
+               " (now() - interval '29 days', 'rate_limited', 'warning', '\\x01', 2)")
+    slots = db.execute("SELECT count(*) FROM eng_post_like_counter_slots").fetchone()[0]
+    before = db.execute("SELECT count(*) FROM eng_post_like_events_daily").fetchone()[0]
+    dry = retention(owner, today=today, dry_run=True)
+    assert dry.remaining_expired == {"eng_post_like_events_daily": slots, "eng_security_events": 1}
+    assert db.execute("SELECT count(*) FROM eng_post_like_events_daily").fetchone()[0] == before
+    result = retention(owner, today=today, batch_size=2)
+    assert result.removed == {"eng_post_like_events_daily": slots, "eng_security_events": 1}
+    assert result.compliant
+    days = {r[0] for r in db.execute("SELECT DISTINCT day FROM eng_post_like_events_daily")}
+    assert today - timedelta(days=91) not in days and today - timedelta(days=90) in days
+    assert db.execute("SELECT count(*) FROM eng_security_events").fetchone()[0] == 1
+    assert integrity(owner).passed        # counters still equal retired_net + remaining events
+
+
+# Integrity and repair
+
+def test_integrity_passes_on_consistent_data(owner, db):
+    _seed(db)
+    _like(db, "post-0", "client-0", "unlike")
+    result = integrity(owner)
+    assert result.passed and len(result.checks) == 6
+
+
+@pytest.mark.parametrize("fault, failing", [
+    ("UPDATE eng_post_like_counter_slots SET like_count = like_count + 2 WHERE post_id = 'post-1' AND like_count > 0",
+     "Every post's counter equals its number of like rows."),
+    ("DELETE FROM eng_post_like_counter_slots WHERE post_id = 'post-2'",
+     "No like rows exist without a counter (orphan likes)."),
+    ("DELETE FROM eng_post_likes WHERE post_id = 'post-3'",
+     "No non-zero counter exists without like rows (orphan counters)."),
+    ("ALTER TABLE eng_post_like_counter_slots DROP CONSTRAINT eng_post_like_counter_slots_nonnegative;"
+     "UPDATE eng_post_like_counter_slots SET like_count = -9 WHERE post_id = 'post-4'",
+     "No post has a negative like count."),
+])
+def test_integrity_fails_on_each_injected_fault_and_passes_after_repair(owner, db, pg, fault, failing):
+    _seed(db)
+    try:
+        db.execute(fault)
+        result = integrity(owner)
+        assert not result.passed
+        failed = {c.meaning: c for c in result.checks if not c.passed}
+        assert failing in failed and failed[failing].unexpected_count
+        fixed = repair(owner)
+        assert fixed.changed and fixed.integrity_after.passed
+        assert all(c["count_after"] == db.execute("SELECT count(*) FROM eng_post_likes WHERE post_id = %s",
+                                                  (c["post_id"],)).fetchone()[0] for c in fixed.changed)
+    finally:
+        db.execute("UPDATE eng_post_like_counter_slots SET like_count = 0 WHERE like_count < 0")
+        db.execute("ALTER TABLE eng_post_like_counter_slots DROP CONSTRAINT IF EXISTS eng_post_like_counter_slots_nonnegative;"
+                   "ALTER TABLE eng_post_like_counter_slots ADD CONSTRAINT eng_post_like_counter_slots_nonnegative "
+                   "CHECK (like_count >= 0)")
+
+
+def test_a_check_that_cannot_run_is_a_failure(owner, db, tmp_path):
+    suite = json.loads((ROOT / "expectations" / "likes_integrity.json").read_text())
+    suite["expectations"] = [{"meaning": "broken on purpose", "asset": "eng_post_like_counters",
+                              "type": "UnexpectedRowsExpectation",
+                              "kwargs": {"unexpected_rows_query": "SELECT no_such_column FROM {batch}"}}]
+    path = tmp_path / "suite.json"
+    path.write_text(json.dumps(suite))
+    result = integrity(owner, suite_path=path)
+    assert not result.passed and result.checks[0].error
+
+
+# Restore drills
+
+def test_drill_passes_on_a_good_backup_and_drops_its_scratch_database(owner, db, tmp_path):
+    _seed(db)
+    bk.backup(owner, tmp_path)
+    report = drill(owner, tmp_path)
+    assert report.passed, report.problem
+    assert report.rto_seconds > 0 and report.rpo_backup_age_seconds >= 0
+    assert report.row_counts["eng_post_likes"] == 20 and report.restored_size_bytes > 0
+    assert _scratch_databases(db) == []
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("flip", "corrupted file"), ("truncate", "truncated file"), ("manifest", "manifest mismatch"),
+])
+def test_drill_fails_with_the_right_message_and_leaves_no_scratch_database(owner, db, tmp_path, damage, message):
+    _seed(db)
+    result = bk.backup(owner, tmp_path)
+    dump, manifest_path = Path(result.path), Path(result.manifest)
+    data = bytearray(dump.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+        dump.write_bytes(bytes(data))
+    elif damage == "truncate":
+        dump.write_bytes(bytes(data[:-100]))
+    else:
+        m = json.loads(manifest_path.read_text())
+        m["row_counts"]["eng_post_likes"] += 1
+        manifest_path.write_text(json.dumps(m))
+    report = drill(owner, tmp_path)
+    assert not report.passed and message in report.problem
+    assert _scratch_databases(db) == []
+
+
+# CLI and status
+
+def test_cli_records_runs_and_status_reports_their_ages(owner, db, tmp_path):
+    _seed(db)
+    out = _ops("backup", "--label", "cli", url=owner, backup_dir=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["name"].endswith("-cli")
+    assert _ops("drill", url=owner, backup_dir=tmp_path).returncode == 0
+    assert _ops("integrity", url=owner, backup_dir=tmp_path).returncode == 0
+    s = status(owner)
+    assert s.healthy and s.backup_age_seconds < 60 and s.drill_age_seconds < 60 and s.integrity_outcome == "success"
+    kinds = db.execute("SELECT kind, outcome FROM ops_runs ORDER BY id").fetchall()
+    assert kinds == [("backup", "success"), ("drill", "success"), ("integrity", "success")]
+
+
+def test_cli_exits_nonzero_and_records_a_failed_drill(owner, db, tmp_path):
+    _seed(db)
+    result = bk.backup(owner, tmp_path)
+    Path(result.path).write_bytes(Path(result.path).read_bytes()[:50])
+    out = _ops("drill", url=owner, backup_dir=tmp_path)
+    assert out.returncode == 1 and "truncated file" in out.stdout
+    assert db.execute("SELECT outcome FROM ops_runs WHERE kind = 'drill'").fetchone() == ("failed",)
+    assert not status(owner).healthy
+
+
+def test_cli_names_missing_settings(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "ops", "status"], cwd=ROOT, capture_output=True, text=True,
+                         env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
+    assert out.returncode == 2 and "DATABASE_URL is not set" in out.stderr
