@@ -82,6 +82,15 @@ async def ping(pool: AsyncConnectionPool) -> None:
         await conn.execute("SELECT 1")
 
 
+async def ops_status(pool: AsyncConnectionPool) -> dict:
+    """Ages of the last backup, drill and integrity check, and their problems (from ops_runs)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT backup_age_seconds, drill_age_seconds, integrity_age_seconds, "
+                                 "integrity_outcome, problems FROM eng_ops_status()")
+        names = [d.name for d in cur.description]
+        return dict(zip(names, await cur.fetchone()))
+
+
 # Kill switch, used by `python -m api flags` with an operator's DATABASE_URL.
 
 def get_flags(conninfo: str) -> list[dict]:

@@ -1,11 +1,12 @@
-"""`python -m ops status`: the ages the API's health reports, from ops_runs."""
+"""`python -m ops status`: the ages /api/monitoring/health reports, from ops_runs.
+
+The rules (26 h staleness) live in the database function eng_ops_status().
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ops.pg import connect
-
-STALE_SECONDS = 26 * 3600
 
 
 @dataclass
@@ -23,18 +24,6 @@ class Status:
 
 def status(database_url: str) -> Status:
     with connect(database_url) as conn:
-        row = conn.execute("SELECT * FROM eng_ops_status()").fetchone()
-    return Status(*row, problems=problems(*row))
-
-
-def problems(backup_age, drill_age, integrity_age, integrity_outcome) -> list[str]:
-    """Runbook staleness alerts: the same rules as /api/monitoring/health."""
-    found = []
-    for what, age in (("backup", backup_age), ("restore drill", drill_age)):
-        if age is None:
-            found.append(f"no successful {what} recorded yet")
-        elif age > STALE_SECONDS:
-            found.append(f"last successful {what} is {age / 3600:.1f} h old (limit 26 h)")
-    if integrity_outcome == "failed":
-        found.append("the last integrity check failed")
-    return found
+        row = conn.execute("SELECT backup_age_seconds, drill_age_seconds, integrity_age_seconds, "
+                           "integrity_outcome, problems FROM eng_ops_status()").fetchone()
+    return Status(*row[:4], problems=list(row[4]))

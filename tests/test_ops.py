@@ -238,10 +238,29 @@ def test_cli_exits_nonzero_and_records_a_failed_drill(owner, db, tmp_path):
     out = _ops("drill", url=owner, backup_dir=tmp_path)
     assert out.returncode == 1 and "truncated file" in out.stdout
     assert db.execute("SELECT outcome FROM ops_runs WHERE kind = 'drill'").fetchone() == ("failed",)
-    assert not status(owner).healthy
+    assert not status(owner).healthy and "drill_missing" in status(owner).problems
 
 
 def test_cli_names_missing_settings(tmp_path):
     out = subprocess.run([sys.executable, "-m", "ops", "status"], cwd=ROOT, capture_output=True, text=True,
                          env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
     assert out.returncode == 2 and "DATABASE_URL is not set" in out.stderr
+
+
+def test_monitoring_health_reports_maintenance_ages_and_degrades_when_stale(owner, db, client):
+    body = client.get("/api/monitoring/health").json()
+    assert body["status"] == "ok"       # a fresh install: nothing has run yet, reported but not an alert
+    assert set(body["maintenance"]["problems"]) == {"backup_missing", "drill_missing"}
+    db.execute("INSERT INTO ops_runs (kind, started_at, finished_at, outcome) VALUES "
+               "('backup', now() - interval '27 hours', now() - interval '27 hours', 'success'),"
+               "('drill', now() - interval '1 hour', now() - interval '1 hour', 'success')")
+    body = client.get("/api/monitoring/health").json()
+    assert body["status"] == "degraded" and body["maintenance"]["problems"] == ["backup_stale"]
+    assert 27 * 3600 <= body["maintenance"]["backup_age_seconds"] < 28 * 3600
+    db.execute("INSERT INTO ops_runs (kind, started_at, finished_at, outcome) VALUES "
+               "('backup', now(), now(), 'success'), ('integrity', now(), now(), 'failed')")
+    body = client.get("/api/monitoring/health").json()
+    assert body["status"] == "degraded" and body["maintenance"]["problems"] == ["integrity_failed"]
+    db.execute("INSERT INTO ops_runs (kind, started_at, finished_at, outcome) VALUES "
+               "('integrity', now() + interval '1 second', now() + interval '1 second', 'success')")
+    assert client.get("/api/monitoring/health").json()["status"] == "ok"

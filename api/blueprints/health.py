@@ -2,7 +2,9 @@
 
 /health        liveness, no I/O.
 /api/health    {"status", "timestamp"}.
-/api/monitoring/health   database, redis and pool; 503 when the database is down.
+/api/monitoring/health   database, redis, pool and maintenance; 503 when the database is down,
+                         degraded when Redis is down, the last backup or drill is over 26 h
+                         old, or the last integrity check failed.
 """
 from __future__ import annotations
 
@@ -34,8 +36,9 @@ async def api_health(request: Request):
 async def monitoring_health(request: Request):
     ctx = request.app.ctx
     timeout = ctx.settings.db_timeout_seconds
+    maintenance = None
     try:
-        await asyncio.wait_for(store.ping(ctx.pool), timeout)
+        maintenance = await asyncio.wait_for(store.ops_status(ctx.pool), timeout)
         database = "connected"
     except Exception:
         database = "unreachable"
@@ -44,12 +47,14 @@ async def monitoring_health(request: Request):
     pool = {"min_size": ctx.pool.min_size, "max_size": ctx.pool.max_size,
             "size": stats.get("pool_size", 0), "available": stats.get("pool_available", 0),
             "waiting": stats.get("requests_waiting", 0)}
+    # A fresh install has no backup or drill yet (*_missing): reported, not degraded.
+    alerts = [p for p in (maintenance or {}).get("problems", []) if not p.endswith("_missing")]
     if database != "connected":
         status = "down"
-    elif not redis_ok:
+    elif not redis_ok or alerts:
         status = "degraded"
     else:
         status = "ok"
     body = {"status": status, "database": database, "redis": "connected" if redis_ok else "unreachable",
-            "pool": pool, "timestamp": _now()}
+            "pool": pool, "maintenance": maintenance, "timestamp": _now()}
     return json(body, status=503 if status == "down" else 200, headers={"Cache-Control": "no-store"})
