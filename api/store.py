@@ -18,6 +18,23 @@ def is_database_error(exc: BaseException) -> bool:
     return isinstance(exc, (psycopg.Error, PoolTimeout, asyncio.TimeoutError))
 
 
+def purge_broken(pool: AsyncConnectionPool) -> None:
+    """After a connection error, check every idle connection in the background, so
+    a database restart costs each worker one failed request, not one per connection."""
+    if not getattr(pool, "_likes_checking", False):
+        pool._likes_checking = True
+
+        async def check():
+            try:
+                await pool.check()
+            except Exception:
+                pass
+            finally:
+                pool._likes_checking = False
+
+        asyncio.get_running_loop().create_task(check())
+
+
 class LikesDisabled(Exception):
     """The kill switch is on: likes are read-only."""
 

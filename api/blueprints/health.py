@@ -41,6 +41,7 @@ async def monitoring_health(request: Request):
         maintenance = await asyncio.wait_for(store.ops_status(ctx.pool), timeout)
         database = "connected"
     except Exception:
+        store.purge_broken(ctx.pool)
         database = "unreachable"
     redis_ok = await ctx.redis.ping()
     stats = ctx.pool.get_stats()

@@ -206,6 +206,7 @@ async def _limit(request: Request, kind: str, identities: list[str]) -> None:
 
 def _database_failure(request: Request, exc: Exception, op: str | None):
     if store.is_database_error(exc):
+        store.purge_broken(request.app.ctx.pool)
         metrics.DATABASE_ERRORS.inc()
         if op:
             metrics.LIKE_ATTEMPTS.labels(op, "db_error").inc()
