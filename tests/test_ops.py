@@ -45,6 +45,17 @@ def _ops(*args: str, url: str, backup_dir: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120, env={**os.environ, "DATABASE_URL": url})
 
 
+def _fake_backup(directory: Path, started: datetime) -> str:
+    """A published backup as prune sees it: a manifest and its file (pruning reads only metadata)."""
+    name = "likes-" + started.strftime("%Y%m%dT%H%M%SZ")
+    (directory / (name + ".dump")).write_bytes(b"x")
+    (directory / (name + ".manifest.json")).write_text(json.dumps({
+        "name": name, "file": name + ".dump", "sha256": "", "size_bytes": 1, "format": "custom",
+        "pg_dump_version": "", "server_version": "", "started_at": started.isoformat(),
+        "finished_at": started.isoformat(), "duration_seconds": 1, "row_counts": {}, "newest_row_at": None}))
+    return name
+
+
 # Backups
 
 def test_backup_writes_a_verified_dump_and_manifest_from_one_snapshot(owner, db, tmp_path):
@@ -78,12 +89,7 @@ def test_gfs_prune_over_a_simulated_month_keeps_exactly_the_right_backups(tmp_pa
     stamps = [datetime(2026, 10, 1, 2, tzinfo=timezone.utc) + timedelta(days=i) for i in range(40)]
     stamps.append(datetime(2026, 11, 9, 14, tzinfo=timezone.utc))
     for s in stamps:
-        name = "likes-" + s.strftime("%Y%m%dT%H%M%SZ")
-        (tmp_path / (name + ".dump")).write_bytes(b"x")
-        (tmp_path / (name + ".manifest.json")).write_text(json.dumps({
-            "name": name, "file": name + ".dump", "sha256": "", "size_bytes": 1, "format": "custom",
-            "pg_dump_version": "", "server_version": "", "started_at": s.isoformat(), "finished_at": s.isoformat(),
-            "duration_seconds": 1, "row_counts": {}, "newest_row_at": None}))
+        _fake_backup(tmp_path, s)
     result = bk.prune(tmp_path, bk.KeepPolicy(daily=7, weekly=4, monthly=6))
     kept_days = sorted(n[6:22] for n in result.kept)
     # daily: 3-9 Nov (9 Nov's newest is 14:00); weekly (ISO weeks from Monday): 9 Nov, 8 Nov,
@@ -96,13 +102,7 @@ def test_gfs_prune_over_a_simulated_month_keeps_exactly_the_right_backups(tmp_pa
 
 
 def test_prune_never_deletes_the_newest_backup(tmp_path):
-    s = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    name = "likes-" + s.strftime("%Y%m%dT%H%M%SZ")
-    (tmp_path / (name + ".dump")).write_bytes(b"x")
-    (tmp_path / (name + ".manifest.json")).write_text(json.dumps({
-        "name": name, "file": name + ".dump", "sha256": "", "size_bytes": 1, "format": "custom",
-        "pg_dump_version": "", "server_version": "", "started_at": s.isoformat(), "finished_at": s.isoformat(),
-        "duration_seconds": 1, "row_counts": {}, "newest_row_at": None}))
+    name = _fake_backup(tmp_path, datetime(2026, 1, 1, tzinfo=timezone.utc))
     assert bk.prune(tmp_path, bk.KeepPolicy(0, 0, 0)).kept == [name]
 
 
