@@ -298,6 +298,7 @@
       ".likes-button{display:inline-flex;align-items:center;gap:.4em;font:inherit;line-height:1.2;",
       "padding:.35em .8em;border:1px solid #8a8a8a;border-radius:999px;background:#fff;color:#222;cursor:pointer}",
       ".likes-button[aria-pressed=true]{background:#ffe3ea;border-color:#c2255c;color:#a61e4d}",
+      ".likes-icon{color:#868e96}",
       ".likes-button[aria-pressed=true] .likes-icon{color:#e03131}",
       ".likes-button[aria-disabled=true]{cursor:not-allowed;opacity:.65}",
       ".likes-button:focus-visible,.likes-retry:focus-visible{outline:3px solid #1971c2;outline-offset:2px}",
