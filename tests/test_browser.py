@@ -202,6 +202,21 @@ def test_a_new_browser_liking_two_posts_at_once_is_one_client(web_api, db, new_p
         assert like_rows(db, post_id) == 1
 
 
+def test_a_stored_id_the_server_no_longer_accepts_is_replaced(web_api, db, new_page):
+    # e.g. signed with a secret retired after a rotation's grace period
+    page = new_page()
+    stale = "deadbeef." + "A" * 22 + "." + "A" * 22
+    page.add_init_script(f"localStorage.setItem('likes.clientId:{web_api.base_url}/', '{stale}')")
+    button = open_demo(page, web_api)
+    assert page.evaluate(f"localStorage.getItem('likes.clientId:{web_api.base_url}/')") is None
+    button.click()
+    expect(button).to_have_attribute("aria-pressed", "true")
+    settled(button)
+    fresh = page.evaluate(f"localStorage.getItem('likes.clientId:{web_api.base_url}/')")
+    assert fresh and fresh != stale
+    assert like_rows(db, "demo-welcome") == 1
+
+
 def test_keyboard_likes_with_a_visible_focus_and_a_label_with_the_count(web_api, db, new_page):
     page = new_page()
     button = open_demo(page, web_api)

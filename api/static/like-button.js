@@ -160,7 +160,11 @@
     render(p);
     var retriedId = false;
     var step = function () {
-      if (p.want === p.liked || readOnly || Date.now() < blockedUntil) return done();
+      if (p.want === p.liked) return done();
+      if (readOnly || Date.now() < blockedUntil) {   // refused meanwhile for another post
+        p.want = p.liked;
+        return done();
+      }
       var op = p.want ? "like" : "unlike";
       var retry = function () { p.want = op === "like"; setMessage(p, null); render(p); sync(p); };
       return sendLike(p.id, op).then(function (res) {
