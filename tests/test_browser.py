@@ -110,14 +110,17 @@ def count_of(button):
     return button.locator(".likes-count")
 
 
+def shows(button, count: str, pressed: bool) -> None:
+    expect(count_of(button)).to_have_text(count)
+    expect(button).to_have_attribute("aria-pressed", "true" if pressed else "false")
+
+
 def test_click_like_adds_one_and_presses_the_button(web_api, db, new_page):
     page = new_page()
     button = open_demo(page, web_api)
-    expect(count_of(button)).to_have_text("0")
-    expect(button).to_have_attribute("aria-pressed", "false")
+    shows(button, "0", pressed=False)
     button.click()
-    expect(count_of(button)).to_have_text("1")
-    expect(button).to_have_attribute("aria-pressed", "true")
+    shows(button, "1", pressed=True)
     expect(button).to_have_attribute("aria-label", "Like, 1 like")
     settled(button)
     assert like_rows(db, "demo-welcome") == 1
@@ -134,15 +137,14 @@ def test_reload_still_shows_liked_because_the_id_is_in_local_storage(web_api, db
     assert stored_id.count(".") == 2
     page.reload()
     settled(button)
-    expect(button).to_have_attribute("aria-pressed", "true")
-    expect(count_of(button)).to_have_text("1")
+    shows(button, "1", pressed=True)
     # Clearing localStorage makes this browser a new anonymous client, as documented.
     page.evaluate("localStorage.clear()")
     page.reload()
     settled(button)
-    expect(button).to_have_attribute("aria-pressed", "false")
+    shows(button, "1", pressed=False)
     button.click()
-    expect(count_of(button)).to_have_text("2")
+    shows(button, "2", pressed=True)
     settled(button)
     assert like_rows(db, "demo-welcome") == 2
 
@@ -153,19 +155,16 @@ def test_a_second_browser_adds_one_more_and_unlike_takes_one_away(web_api, db, n
     a.click()
     settled(a)
     b = open_demo(second, web_api)
-    expect(count_of(b)).to_have_text("1")
-    expect(b).to_have_attribute("aria-pressed", "false")
+    shows(b, "1", pressed=False)
     b.click()
-    expect(count_of(b)).to_have_text("2")
-    expect(b).to_have_attribute("aria-pressed", "true")
+    shows(b, "2", pressed=True)
     settled(b)
     assert like_rows(db, "demo-welcome") == 2
     first.reload()
     settled(a)
     expect(count_of(a)).to_have_text("2")
     a.click()                                         # unlike
-    expect(count_of(a)).to_have_text("1")
-    expect(a).to_have_attribute("aria-pressed", "false")
+    shows(a, "1", pressed=False)
     settled(a)
     assert like_rows(db, "demo-welcome") == 1
 
@@ -182,8 +181,7 @@ def test_fast_clicks_never_count_twice(web_api, db, new_page):
     burst = open_demo(other, web_api)
     burst.evaluate("b => { for (let i = 0; i < 5; i++) b.click(); }")
     settled(burst)
-    expect(burst).to_have_attribute("aria-pressed", "true")
-    expect(count_of(burst)).to_have_text("2")
+    shows(burst, "2", pressed=True)
     assert like_rows(db, "demo-welcome") == 2
 
 
@@ -255,8 +253,7 @@ def test_a_rate_limited_click_shows_a_message_and_waits_for_retry_after(api_fact
         limited_at = time.monotonic()
         expect(page.locator(".likes-message").first).to_contain_text("Too many likes")
         expect(button).to_have_attribute("aria-disabled", "true")
-        expect(count_of(button)).to_have_text("0")              # reverted
-        expect(button).to_have_attribute("aria-pressed", "false")
+        shows(button, "0", pressed=False)                       # reverted
         button.evaluate("b => b.click()")                       # ignored while disabled: nothing is sent
         expect(button).to_have_attribute("aria-disabled", "false", timeout=(retry_after + 3) * 1000)
         assert time.monotonic() - limited_at >= retry_after - 0.5
@@ -275,8 +272,7 @@ def test_with_the_kill_switch_on_the_button_is_read_only_and_counts_still_show(p
             expect(page.locator(".likes-message").first).to_contain_text("paused")
             expect(button).to_have_attribute("data-likes-state", "read-only")
             expect(button).to_have_attribute("aria-disabled", "true")
-            expect(count_of(button)).to_have_text("1")
-            expect(button).to_have_attribute("aria-pressed", "false")
+            shows(button, "1", pressed=False)
             others = page.locator("button[data-post-id]:not([data-post-id='demo-welcome'])")
             for i in range(others.count()):
                 expect(others.nth(i)).to_have_attribute("aria-disabled", "true")
@@ -310,12 +306,10 @@ def test_when_the_network_fails_the_count_stays_and_a_retry_is_offered(api_facto
         button.click()                                           # unlike, with the API gone
         message = page.locator(".likes-message").first
         expect(message).to_contain_text("Couldn't reach the server")
-        expect(count_of(button)).to_have_text("1")
-        expect(button).to_have_attribute("aria-pressed", "true")
+        shows(button, "1", pressed=True)
         api.start()
         message.get_by_role("button", name="Retry").click()
-        expect(count_of(button)).to_have_text("0")
-        expect(button).to_have_attribute("aria-pressed", "false")
+        shows(button, "0", pressed=False)
         settled(button)
         expect(button).to_be_focused()
         assert like_rows(db, "demo-welcome") == 0
