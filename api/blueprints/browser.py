@@ -57,8 +57,7 @@ async def static(request: Request, filename: str):
     script = request.app.ctx.browser_files.script
     if filename == script.filename:
         return raw(script.body, content_type="text/javascript; charset=utf-8",
-                   headers={"Cache-Control": IMMUTABLE, "ETag": f'"{script.digest}"',
-                            "X-Content-Type-Options": "nosniff",
+                   headers={"Cache-Control": IMMUTABLE, "X-Content-Type-Options": "nosniff",
                             "Cross-Origin-Resource-Policy": "cross-origin"})
     if _SCRIPT_NAME.fullmatch(filename):
         # Relative, so it also works behind a proxy that serves the API under a path prefix.
