@@ -13,7 +13,8 @@ from sanic import Request, Sanic
 from sanic.response import redirect
 
 from api import logs, metrics, store
-from api.blueprints import health, likes, ops_metrics
+from api.blueprints import browser, health, likes, ops_metrics
+from api.cors import add_cors
 from api.errors import JsonErrorHandler
 from api.identity import ClientIds
 from api.redislayer import CountCache, RateLimiter, RedisGate
@@ -41,13 +42,15 @@ def create_app(settings: Settings | None = None, name: str = "likes") -> Sanic:
         "OAS_URL_PREFIX": "",
         "OAS_UI_REDOC": True,
         "OAS_UI_SWAGGER": False,
-        "CORS": False,
+        "CORS": False,          # api/cors.py does CORS
     })
     app.ext.openapi.describe("Likes API", version="1",
                              description="Anonymous post likes. Errors are JSON: {error: {code, message}}.")
     app.ctx.settings = settings
     app.ctx.client_ids = ClientIds(settings.client_id_secret, settings.client_id_secret_previous)
-    app.blueprint([likes.bp, health.bp, ops_metrics.bp])
+    app.ctx.browser_files = browser.load()
+    app.blueprint([likes.bp, health.bp, ops_metrics.bp, browser.bp])
+    add_cors(app, settings.cors_allowed_origins)
     app.add_route(lambda request: redirect("/redoc"), "/docs", name="docs")
     app.register_listener(_open_resources, "before_server_start")
     app.register_listener(_close_resources, "after_server_stop")

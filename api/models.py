@@ -38,6 +38,8 @@ class CountResponse(BaseModel):
 class CountsResponse(BaseModel):
     counts: dict[str, int]
     liked: dict[str, bool] | None = Field(None, description="present when X-Client-Id is sent")
+    readOnly: bool = Field(description="true while the kill switch makes likes read-only; "
+                                       "it may lag the switch by up to CACHE_TTL_SECONDS")
 
 
 class ErrorBody(BaseModel):

@@ -158,9 +158,17 @@ class _Parser:
         value = self._raw(name)
         if value is None:
             return ()
-        origins = tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+        # Browsers send the Origin header lower-case and without a default port.
+        origins = tuple(o.strip().rstrip("/").lower() for o in value.split(",") if o.strip())
         for o in origins:
             parts = urlsplit(o)
-            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            try:
+                port = parts.port
+            except ValueError:
+                port = -1
+            if (parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query
+                    or parts.username or port == -1):
                 self.problems.append(f"{name} entries must be origins like https://example.com, got {o!r}")
+            elif (parts.scheme, port) in (("http", 80), ("https", 443)):
+                self.problems.append(f"{name}: write {o!r} without its default port, as browsers send it")
         return origins

@@ -84,6 +84,14 @@ async def liked_among(pool: AsyncConnectionPool, post_ids: list[str], client_has
         return {row[0] for row in await cur.fetchall()}
 
 
+async def likes_read_only(pool: AsyncConnectionPool) -> bool:
+    """The kill switch, read as eng_post_like_apply reads it (api/sql/0001_schema.sql)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT EXISTS (SELECT 1 FROM feature_flags "
+                                 "WHERE name = 'likes' AND (kill_switch OR NOT enabled))")
+        return (await cur.fetchone())[0]
+
+
 async def record_security_events(pool: AsyncConnectionPool, rows: list[tuple]) -> None:
     """rows: (minute, event_type, severity, ip_hash, count)."""
     if not rows:

@@ -1,6 +1,11 @@
 """Small helpers shared by the API tests."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import psycopg
 
 JSON = {"Content-Type": "application/json"}
@@ -40,3 +45,11 @@ def assert_error(response, status: int, code: str) -> dict:
     assert isinstance(body["error"]["message"], str) and len(body["error"]["message"]) > 10
     assert "Traceback" not in response.text
     return body
+
+
+def flags(pg, action: str) -> None:
+    """`python -m api flags kill|restore`, as an operator runs it."""
+    out = subprocess.run([sys.executable, "-m", "api", "flags", action], cwd=Path(__file__).resolve().parent.parent,
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "DATABASE_URL": pg.url("likes_ops")})
+    assert out.returncode == 0, out.stderr

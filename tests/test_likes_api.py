@@ -96,9 +96,9 @@ def test_batch_counts_return_every_requested_post(client, db):
     cid = like(client, "a").json()["clientId"]
     like(httpx.Client(base_url=str(client.base_url)), "b")
     r = client.get("/api/posts/like/counts", params=[("postId", "a"), ("postId", "b"), ("postId", "c")])
-    assert r.json() == {"counts": {"a": 1, "b": 1, "c": 0}}
+    assert r.json() == {"counts": {"a": 1, "b": 1, "c": 0}, "readOnly": False}
     r = client.get("/api/posts/like/counts", params=[("postId", "a"), ("postId", "b")], headers={"X-Client-Id": cid})
-    assert r.json() == {"counts": {"a": 1, "b": 1}, "liked": {"a": True, "b": False}}
+    assert r.json() == {"counts": {"a": 1, "b": 1}, "liked": {"a": True, "b": False}, "readOnly": False}
 
 
 def test_batch_counts_accept_exactly_100_ids(client, db):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import time
 
 from pydantic import ValidationError
 from sanic import Blueprint, Request, json
@@ -126,8 +127,28 @@ async def counts(request: Request):
             body["liked"] = {p: p in liked for p in post_ids}
     except Exception as exc:
         _database_failure(request, exc, None)
+    body["readOnly"] = await _read_only(ctx)
     return json(body, headers={"Cache-Control": "private, no-cache" if client_hash else
-                               f"public, max-age={ctx.settings.cache_ttl_seconds}", **request.ctx.rate_headers})
+                               f"public, max-age={ctx.settings.cache_ttl_seconds}",
+                               "Vary": "X-Client-Id", **request.ctx.rate_headers})
+
+
+async def _read_only(ctx) -> bool:
+    """The kill switch for the counts response, read at most once per CACHE_TTL_SECONDS per
+    worker, as stale as the cached counts may be. Writes check it in the database every time."""
+    checked_at, value = getattr(ctx, "read_only", (float("-inf"), False))
+    now = time.monotonic()
+    if now - checked_at < ctx.settings.cache_ttl_seconds:
+        return value
+    ctx.read_only = (now, value)      # concurrent requests use the last value meanwhile
+    try:
+        value = await store.likes_read_only(ctx.pool)
+    except Exception as exc:
+        if not store.is_database_error(exc):
+            raise
+        store.purge_broken(ctx.pool)  # the counts may still come from the cache: keep the last value
+    ctx.read_only = (now, value)
+    return value
 
 
 def _parse_like(request: Request) -> LikeRequest:
