@@ -187,6 +187,17 @@ def test_integrity_fails_on_each_injected_fault_and_passes_after_repair(owner, d
                    "CHECK (like_count >= 0)")
 
 
+def test_a_row_check_counts_every_failing_row_and_logs_a_capped_sample(owner, db):
+    db.execute("""SELECT eng_post_like_apply('drift-' || i, sha256(i::text::bytea), 'like')
+                  FROM generate_series(1, 250) i""")
+    db.execute("UPDATE eng_post_like_counter_slots SET like_count = like_count + 1 WHERE post_id LIKE 'drift-%'")
+    result = integrity(owner)
+    drifted = next(c for c in result.checks if c.meaning == "Every post's counter equals its number of like rows.")
+    assert not drifted.passed and drifted.unexpected_count == 250
+    assert len(drifted.rows) == 20 and all(r["like_count"] == 2 and r["like_rows"] == 1 for r in drifted.rows)
+    assert all("unexpected_total" not in r for r in drifted.rows)
+
+
 def test_a_check_that_cannot_run_is_a_failure(owner, db, tmp_path):
     suite = json.loads((ROOT / "expectations" / "likes_integrity.json").read_text())
     suite["expectations"] = [{"meaning": "broken on purpose", "asset": "eng_post_like_counters",
