@@ -18,6 +18,7 @@ SECURITY_DAYS = 30                                  # security events
 AIRFLOW_DAYS = 30                                   # Airflow's own metadata (airflow db clean)
 BATCH_SIZE = 5000                                   # rows per retention delete batch
 BATCH_SIZE_MAX = 100_000
+RETENTION_THROTTLE = 1.0                            # rest after each batch, as a multiple of the batch's time
 RESTORE_JOBS = 2                                    # pg_restore -j in drills
 
 
