@@ -1,9 +1,11 @@
 """Backups: pg_dump from an exported snapshot, a manifest, verification, GFS pruning.
 
 A backup is `<name>.dump` (pg_dump custom format) plus `<name>.manifest.json`.
-Both are written under temporary names and renamed into place only after the
-dump has been verified (`pg_restore --list` and the sha256), so every
-manifest in the directory describes a verified backup.
+Both are written under temporary names. The dump is renamed into place only
+after it has been verified (its size and sha256 recorded, `pg_restore --list`
+showing the data of every counted table), and the manifest after it, so every
+manifest in the directory describes a verified backup. `verify` and every drill
+recompute the sha256.
 """
 from __future__ import annotations
 
@@ -115,7 +117,7 @@ def backup(database_url: str, backup_dir: Path, label: str | None = None) -> Bac
     t0 = time.monotonic()
     # Counts and dump come from the same snapshot: export it in a REPEATABLE READ
     # transaction that stays open while pg_dump runs with --snapshot. The counts
-    # run in that transaction while pg_dump works, so they cost no extra time.
+    # run in that transaction while pg_dump works, overlapping with it.
     with connect(database_url) as conn:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
@@ -272,8 +274,9 @@ def restore_list(path: Path, keep) -> Path:
 
 def _start_dump(database_url: str, snapshot: str, target: Path) -> subprocess.Popen:
     # Custom format: one file, one checksum, one atomic rename, and pg_restore -j
-    # still restores it in parallel. Directory format with -j does not pay here:
-    # pg_dump parallelises by table and eng_post_likes holds most of the data.
+    # still restores it in parallel. pg_dump -Fd -j parallelises by table, and
+    # eng_post_likes holds most of the data: on 2 cores it was no reliable gain
+    # (make bench measures it; see the README's benchmark section).
     return subprocess.Popen([binary("pg_dump"), "--format=custom", f"--snapshot={snapshot}", "--file", str(target)],
                             env=libpq_env(database_url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -315,8 +318,12 @@ def _write_json_atomically(path: Path, data: dict) -> None:
 
 
 def _remove_stale_temporaries(backup_dir: Path, now: datetime) -> None:
+    """Temporaries, and dumps whose manifest was never written (a crash between the
+    two renames), once they are a day old: no running backup still owns them."""
     cutoff = (now - timedelta(days=1)).timestamp()
-    for p in backup_dir.glob(".tmp-*"):
+    orphans = [p for p in backup_dir.glob("likes-*" + DUMP_SUFFIX)
+               if not p.with_name(p.name[:-len(DUMP_SUFFIX)] + MANIFEST_SUFFIX).exists()]
+    for p in [*backup_dir.glob(".tmp-*"), *orphans]:
         if p.stat().st_mtime < cutoff:
             p.unlink(missing_ok=True)
-            log.info("prune: removed stale temporary %s", p.name)
+            log.info("prune: removed stale %s", p.name)

@@ -191,6 +191,11 @@ def _publish_docs(context, docs_dir: Path, docs_name: str) -> Path:
     os.replace(tmp_link, link)
     if previous and previous != build and previous.parent == builds:
         shutil.rmtree(previous, ignore_errors=True)
+    # Builds of runs that died before the swap, once no run can still be writing them.
+    current = {p.resolve() for p in docs_dir.iterdir() if p.is_symlink()}
+    for old in builds.iterdir():
+        if old.resolve() not in current and old.stat().st_mtime < time.time() - 86400:
+            shutil.rmtree(old, ignore_errors=True)
     return link / "index.html"
 
 

@@ -105,6 +105,18 @@ def test_gfs_prune_over_a_simulated_month_keeps_exactly_the_right_backups(tmp_pa
     assert sorted(p.name[6:22] for p in tmp_path.glob("*.dump")) == kept_days
 
 
+def test_prune_removes_day_old_temporaries_and_dumps_without_a_manifest(tmp_path):
+    kept = _fake_backup(tmp_path, datetime(2026, 1, 1, tzinfo=timezone.utc))
+    day_old = datetime.now().timestamp() - 25 * 3600
+    for name in (".tmp-likes-20260101T000000Z.dump", "likes-20251231T000000Z.dump"):   # crashed runs
+        (tmp_path / name).write_bytes(b"x")
+        os.utime(tmp_path / name, (day_old, day_old))
+    (tmp_path / ".tmp-likes-20260102T000000Z.dump").write_bytes(b"x")                  # a backup running now
+    bk.prune(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".tmp-likes-20260102T000000Z.dump", f"{kept}.dump", f"{kept}.manifest.json"]
+
+
 def test_prune_never_deletes_the_newest_backup(tmp_path):
     name = _fake_backup(tmp_path, datetime(2026, 1, 1, tzinfo=timezone.utc))
     assert bk.prune(tmp_path, bk.KeepPolicy(0, 0, 0)).kept == [name]
