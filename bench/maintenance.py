@@ -33,7 +33,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench.run import LIKE_SPREAD, RESULTS, ROOT, _stop, start_api
+from bench.run import LIKE_SPREAD, RESULTS, ROOT, _stop, report, start_api
 from dev.stack import PG_BIN, PostgresServer, RedisServer, _as_postgres, free_port
 from ops import backup as ops_backup
 from ops import drill as ops_drill
@@ -334,17 +334,8 @@ def _report(r: dict) -> None:
         ("like p99 during retention of 1M rows / without", r["p99_ms_during_cleanup"] / r["p99_ms_without_cleanup"],
          "<=", 1.5),
     ]
-    report = {"raw": r, "measures": [{"measure": m, "value": round(v, 3), "target": f"{op} {t}",
-                                      "met": v >= t if op == ">=" else v <= t} for m, v, op, t in rows]}
-    (RESULTS / "maintenance.json").write_text(json.dumps(report, indent=2))
-    print(f"\n{LIKES} like rows over {POSTS} posts, {r['database_bytes'] / 1e9:.2f} GB; "
-          f"{os.cpu_count()} cores, loopback; {datetime.now(timezone.utc):%Y-%m-%d}\n")
-    print(f"| {'measure':<56} | {'value':>7} | {'target':>7} | met |")
-    print(f"|{'-' * 58}|{'-' * 9}|{'-' * 9}|-----|")
-    for m in report["measures"]:
-        print(f"| {m['measure']:<56} | {m['value']:>7} | {m['target']:>7} | {'yes' if m['met'] else 'no':>3} |")
-    print("\nraw: " + ", ".join(f"{k}={v}" for k, v in r.items()))
-    print(f"written: {RESULTS / 'maintenance.json'}")
+    report("maintenance.json", rows, r, f"{LIKES} like rows over {POSTS} posts, {r['database_bytes'] / 1e9:.2f} GB; "
+           f"{os.cpu_count()} cores, loopback; {datetime.now(timezone.utc):%Y-%m-%d}")
 
 
 if __name__ == "__main__":

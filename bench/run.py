@@ -96,18 +96,26 @@ def main() -> int:
         ("likes p99 at half peak (ms)", r["likes_p99_ms_at_half_peak"], "<=", 20.0),
         ("reads p99 at half peak (ms)", r["reads_p99_ms_at_half_peak"], "<=", 5.0),
     ]
-    report = {"cores": os.cpu_count(), "seconds_per_phase": DURATION, "connections": CONNECTIONS, "raw": r,
-              "measures": [{"measure": m, "value": round(v, 3), "target": f"{op} {t}",
-                            "met": v >= t if op == ">=" else v <= t} for m, v, op, t in rows]}
-    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
-    print(f"\nmachine: {os.cpu_count()} cores; {DURATION} s per phase, {CONNECTIONS} connections, loopback\n")
-    print(f"| {'measure':<52} | {'value':>8} | {'target':>8} | met |")
-    print(f"|{'-' * 54}|{'-' * 10}|{'-' * 10}|-----|")
-    for m in report["measures"]:
-        print(f"| {m['measure']:<52} | {m['value']:>8} | {m['target']:>8} | {'yes' if m['met'] else 'no':>3} |")
-    print("\nraw: " + ", ".join(f"{k}={round(v, 1)}" for k, v in r.items()))
-    print(f"written: {RESULTS / 'latest.json'}")
+    report("latest.json", rows, {k: round(v, 1) for k, v in r.items()},
+           f"machine: {os.cpu_count()} cores; {DURATION} s per phase, {CONNECTIONS} connections, loopback",
+           cores=os.cpu_count(), seconds_per_phase=DURATION, connections=CONNECTIONS)
     return 0
+
+
+def report(file_name: str, rows: list[tuple], raw: dict, header: str, **meta) -> None:
+    """Print the table of (measure, value, ">=" or "<=", target) rows and write it, with
+    the raw figures, to bench/results/<file_name>."""
+    measures = [{"measure": m, "value": round(v, 3), "target": f"{op} {t}", "met": v >= t if op == ">=" else v <= t}
+                for m, v, op, t in rows]
+    (RESULTS / file_name).write_text(json.dumps({**meta, "raw": raw, "measures": measures}, indent=2))
+    width = max(len(m["measure"]) for m in measures)
+    print(f"\n{header}\n")
+    print(f"| {'measure':<{width}} | {'value':>8} | {'target':>8} | met |")
+    print(f"|{'-' * (width + 2)}|{'-' * 10}|{'-' * 10}|-----|")
+    for m in measures:
+        print(f"| {m['measure']:<{width}} | {m['value']:>8} | {m['target']:>8} | {'yes' if m['met'] else 'no':>3} |")
+    print("\nraw: " + ", ".join(f"{k}={v}" for k, v in raw.items()))
+    print(f"written: {RESULTS / file_name}")
 
 
 def start_api(pg: PostgresServer, redis: RedisServer, tmp: Path) -> tuple[subprocess.Popen, str]:
