@@ -19,8 +19,12 @@ import sys
 
 import psycopg
 
-from ops import settings
+from api.logs import JsonFormatter
+from api.models import POST_ID_PATTERN
+from ops import backup, drill, integrity, restore, retention, runs, settings, status
+from ops.backup import LABEL_PATTERN, NAME_PATTERN, KeepPolicy, find
 from ops.pg import OpsError
+from ops.restore import ConfirmationError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -33,7 +37,6 @@ def main(argv: list[str] | None = None) -> int:
         print("DATABASE_URL is not set: export the schema owner's URL (postgresql://likes_owner:...@host/likes)",
               file=sys.stderr)
         return EXIT_USAGE
-    from ops.restore import ConfirmationError
     try:
         _check_backup_name(args)
     except OpsError as exc:
@@ -50,8 +53,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from ops.backup import LABEL_PATTERN, NAME_PATTERN
-
     p = argparse.ArgumentParser(prog="python -m ops", description="Likes platform maintenance.")
     p.add_argument("--dir", help=f"backup directory (default: {settings.BACKUP_DIR_ENV} or "
                                  f"{settings.BACKUP_DIR_DEFAULT})")
@@ -80,7 +81,6 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--dry-run", action="store_true", help="report what would be deleted, delete nothing")
     sub.add_parser("integrity", help="run the GX count-integrity suite, publish its Data Docs")
     rp = sub.add_parser("repair", help="recompute drifted counters from the like rows, then validate")
-    from api.models import POST_ID_PATTERN
     rp.add_argument("--post-id", action="append", type=_matching(POST_ID_PATTERN[1:-1], "1-128 of A-Z a-z 0-9 _ . : -"),
                     help="only this post (repeatable; default: every post)")
     d = sub.add_parser("drill", help="restore a backup into a scratch database and prove it")
@@ -94,8 +94,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args, url: str) -> int:
-    from ops import backup, drill, integrity, restore, retention, runs, status
-
     if args.command == "status":
         s = status.status(url)
         _print({**dataclasses.asdict(s), "healthy": s.healthy})
@@ -140,7 +138,6 @@ def _check_backup_name(args) -> None:
     """A named backup that does not exist is bad input: say so before anything is recorded."""
     name = getattr(args, "backup", None)
     if name is not None:
-        from ops.backup import find
         find(settings.backup_dir(args.dir), name)
 
 
@@ -152,7 +149,6 @@ def _keep_args(parser) -> None:
 
 
 def _policy(args):
-    from ops.backup import KeepPolicy
     return KeepPolicy(args.keep_daily, args.keep_weekly, args.keep_monthly)
 
 
@@ -180,7 +176,6 @@ def _matching(pattern: str, what: str):
 
 
 def _configure_logging() -> None:
-    from api.logs import JsonFormatter
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     logger = logging.getLogger("likes")

@@ -10,7 +10,6 @@ import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from ops import backup as bk
