@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make test        run the test suite (real PostgreSQL, Redis, Airflow, Chromium)"
 	@echo "make dev         throwaway PostgreSQL + Redis, migrated, and the API on 127.0.0.1:8000"
-	@echo "make bench       benchmarks (bench/), prints a table, writes bench/results/latest.json"
+	@echo "make bench       benchmarks (bench/): the API, then maintenance at 10M rows; tables + bench/results/*.json"
 	@echo "make system-deps apt-get install the Debian packages the tests and dev stack use"
 
 $(VENV)/.installed: requirements.txt
@@ -33,6 +33,7 @@ dev: venv
 
 bench: venv
 	$(PY) -m bench.run
+	$(PY) -m bench.maintenance
 
 clean:
 	rm -rf $(VENV) tests/artifacts bench/results .pytest_cache

@@ -62,14 +62,12 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "api", "migrate"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
                        env={**os.environ, "DATABASE_URL": pg.url("likes_owner")})
         redis.start()
-        api_port, bare_port = free_port(), free_port()
-        procs.append(_start([sys.executable, "-m", "api", "serve"], api_port, tmp / "api.log", {
-            "DATABASE_URL": pg.url("likes_api"), "REDIS_URL": redis.url, "CLIENT_ID_SECRET": os.urandom(32).hex(),
-            "RATE_LIMIT_MAX_REQUESTS": "1000000", "RATE_LIMIT_READ_MAX_REQUESTS": "10000000",
-            "PORT": str(api_port), "WORKERS": str(WORKERS), "LOG_FILE": str(tmp / "app.log")}))
+        api_proc, api = start_api(pg, redis, tmp)
+        procs.append(api_proc)
+        bare_port = free_port()
         procs.append(_start([sys.executable, "-m", "bench.bare_serve", str(bare_port), str(WORKERS)], bare_port,
                             tmp / "bare.log", {}))
-        api, bare = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{bare_port}"
+        bare = f"http://127.0.0.1:{bare_port}"
         httpx.post(api + "/api/posts/like", json={"postId": "p1", "op": "like"})
 
         r = {}
@@ -98,18 +96,36 @@ def main() -> int:
         ("likes p99 at half peak (ms)", r["likes_p99_ms_at_half_peak"], "<=", 20.0),
         ("reads p99 at half peak (ms)", r["reads_p99_ms_at_half_peak"], "<=", 5.0),
     ]
-    report = {"cores": os.cpu_count(), "seconds_per_phase": DURATION, "connections": CONNECTIONS, "raw": r,
-              "measures": [{"measure": m, "value": round(v, 3), "target": f"{op} {t}",
-                            "met": v >= t if op == ">=" else v <= t} for m, v, op, t in rows]}
-    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
-    print(f"\nmachine: {os.cpu_count()} cores; {DURATION} s per phase, {CONNECTIONS} connections, loopback\n")
-    print(f"| {'measure':<52} | {'value':>8} | {'target':>8} | met |")
-    print(f"|{'-' * 54}|{'-' * 10}|{'-' * 10}|-----|")
-    for m in report["measures"]:
-        print(f"| {m['measure']:<52} | {m['value']:>8} | {m['target']:>8} | {'yes' if m['met'] else 'no':>3} |")
-    print("\nraw: " + ", ".join(f"{k}={round(v, 1)}" for k, v in r.items()))
-    print(f"written: {RESULTS / 'latest.json'}")
+    report("latest.json", rows, {k: round(v, 1) for k, v in r.items()},
+           f"machine: {os.cpu_count()} cores; {DURATION} s per phase, {CONNECTIONS} connections, loopback",
+           cores=os.cpu_count(), seconds_per_phase=DURATION, connections=CONNECTIONS)
     return 0
+
+
+def report(file_name: str, rows: list[tuple], raw: dict, header: str, **meta) -> None:
+    """Print the table of (measure, value, ">=" or "<=", target) rows and write it, with
+    the raw figures, to bench/results/<file_name>."""
+    measures = [{"measure": m, "value": round(v, 3), "target": f"{op} {t}", "met": v >= t if op == ">=" else v <= t}
+                for m, v, op, t in rows]
+    (RESULTS / file_name).write_text(json.dumps({**meta, "raw": raw, "measures": measures}, indent=2))
+    width = max(len(m["measure"]) for m in measures)
+    print(f"\n{header}\n")
+    print(f"| {'measure':<{width}} | {'value':>8} | {'target':>8} | met |")
+    print(f"|{'-' * (width + 2)}|{'-' * 10}|{'-' * 10}|-----|")
+    for m in measures:
+        print(f"| {m['measure']:<{width}} | {m['value']:>8} | {m['target']:>8} | {'yes' if m['met'] else 'no':>3} |")
+    print("\nraw: " + ", ".join(f"{k}={v}" for k, v in raw.items()))
+    print(f"written: {RESULTS / file_name}")
+
+
+def start_api(pg: PostgresServer, redis: RedisServer, tmp: Path) -> tuple[subprocess.Popen, str]:
+    """The API as deployed (2 workers), with rate limits out of the way; returns it and its base URL."""
+    port = free_port()
+    proc = _start([sys.executable, "-m", "api", "serve"], port, tmp / "api.log", {
+        "DATABASE_URL": pg.url("likes_api"), "REDIS_URL": redis.url, "CLIENT_ID_SECRET": os.urandom(32).hex(),
+        "RATE_LIMIT_MAX_REQUESTS": "1000000", "RATE_LIMIT_READ_MAX_REQUESTS": "10000000",
+        "PORT": str(port), "WORKERS": str(WORKERS), "LOG_FILE": str(tmp / "app.log")})
+    return proc, f"http://127.0.0.1:{port}"
 
 
 def _start(cmd: list[str], port: int, log: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -136,28 +152,30 @@ def _stop(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _wrk(url: str, script: str | None, tmp: Path, connections: int = CONNECTIONS) -> dict:
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{DURATION}s", "--latency", "--timeout", "5s"]
+def _wrk(url: str, script: str | None, tmp: Path, connections: int = CONNECTIONS, seconds: int = DURATION) -> dict:
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
     if script:
         path = tmp / f"s{abs(hash(script))}.lua"
         path.write_text(script)
         cmd += ["-s", str(path)]
-    out = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=DURATION + 30).stdout
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=seconds + 30).stdout
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if non2xx:
         raise RuntimeError(f"{url}: {non2xx.group(1)} failed responses during the benchmark:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-    return {"rps": rps, "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")}
+    return {"rps": rps, "requests": requests,
+            "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")}
 
 
-def _paced(url: str, script_with_delay: str, rate: float, tmp: Path) -> dict:
+def _paced(url: str, script_with_delay: str, rate: float, tmp: Path, seconds: int = DURATION) -> dict:
     """About `rate` requests/s: few connections, each waiting between requests."""
     connections = 8
     delay_ms = max(0.0, connections * 1000.0 / rate - 1.0)
     hook = f"function delay() return {delay_ms:.2f} end"
-    return _wrk(url, script_with_delay % hook, tmp, connections=connections)
+    return _wrk(url, script_with_delay % hook, tmp, connections=connections, seconds=seconds)
 
 
 def _pgbench(pg: PostgresServer, script: str, tmp: Path) -> float:

@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ops.backup import _check_dump, find
+import psycopg
+
+from ops import settings
+from ops.backup import check_dump, find, restore_list
 from ops.integrity import integrity
-from ops.pg import OpsError, binary, connect, run, with_database
+from ops.pg import OpsError, binary, connect, libpq_env, run, with_database
 
 log = logging.getLogger("likes.ops.drill")
 
@@ -34,9 +37,11 @@ class DrillReport:
     restored_size_bytes: int | None = None
     row_counts: dict[str, int] = field(default_factory=dict)
     integrity_failures: list[str] = field(default_factory=list)
+    docs_index: str | None = None
 
 
-def drill(database_url: str, backup_dir: Path, name: str = "latest", jobs: int = 2) -> DrillReport:
+def drill(database_url: str, backup_dir: Path, name: str = "latest", jobs: int = settings.RESTORE_JOBS,
+          docs_dir: Path | None = None) -> DrillReport:
     manifest = find(backup_dir, name)
     scratch = f"likes_drill_{datetime.now(timezone.utc):%Y%m%d%H%M%S}_{secrets.token_hex(3)}"
     now = datetime.now(timezone.utc)
@@ -47,7 +52,7 @@ def drill(database_url: str, backup_dir: Path, name: str = "latest", jobs: int =
                          rpo_newest_row_age_seconds=round((now - datetime.fromisoformat(manifest.newest_row_at))
                                                           .total_seconds(), 1) if manifest.newest_row_at else None)
     path = Path(backup_dir) / manifest.file
-    problem = _check_dump(path, manifest)
+    problem = check_dump(path, manifest)
     if problem:
         report.problem = problem
         return report
@@ -57,10 +62,11 @@ def drill(database_url: str, backup_dir: Path, name: str = "latest", jobs: int =
     try:
         scratch_url = with_database(database_url, scratch)
         t0 = time.monotonic()
-        listing = _restore_list(path)
+        # Extensions (pg_stat_statements) need a superuser, and the copy does not need them.
+        listing = restore_list(path, lambda line: " EXTENSION " not in line)
         try:
             run([binary("pg_restore"), f"--jobs={jobs}", "--exit-on-error", "--no-owner", "--use-list",
-                 str(listing), "--dbname", scratch_url, str(path)], "pg_restore")
+                 str(listing), "--dbname", scratch, str(path)], "pg_restore", env=libpq_env(scratch_url))
         finally:
             listing.unlink(missing_ok=True)
         report.rto_seconds = round(time.monotonic() - t0, 3)
@@ -74,28 +80,19 @@ def drill(database_url: str, backup_dir: Path, name: str = "latest", jobs: int =
             report.problem = "manifest mismatch: " + ", ".join(
                 f"{t} has {got} rows, the manifest says {want}" for t, (got, want) in mismatched.items())
             return report
-        checked = integrity(scratch_url)
+        checked = integrity(scratch_url, docs_dir=docs_dir, docs_name="drill")
+        report.docs_index = checked.docs_index
         report.integrity_failures = [c.meaning for c in checked.checks if not c.passed]
         if report.integrity_failures:
             report.problem = "integrity failed on the restored copy: " + "; ".join(report.integrity_failures)
             return report
         report.passed = True
         return report
-    except OpsError as exc:
-        report.problem = str(exc)
+    except (OpsError, psycopg.Error) as exc:      # a check that could not run fails the drill
+        report.problem = f"could not complete the drill: {exc}"
         return report
     finally:
         _drop(admin, scratch)
-
-
-def _restore_list(path: Path) -> Path:
-    """The archive's table of contents without extensions (pg_stat_statements):
-    creating those needs a superuser, and the copy does not need them."""
-    listing = run([binary("pg_restore"), "--list", str(path)], "pg_restore --list").stdout
-    kept = [line for line in listing.splitlines() if " EXTENSION " not in line]
-    target = path.with_name(".tmp-" + path.name + ".list")
-    target.write_text("\n".join(kept) + "\n")
-    return target
 
 
 def _drop(admin_url: str, scratch: str) -> None:

@@ -14,12 +14,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
+import psycopg
+
+from ops import settings
 from ops.pg import OpsError, connect
 
 log = logging.getLogger("likes.ops.retention")
-
-EVENTS_DAYS = 90
-SECURITY_DAYS = 30
+PROGRESS_SECONDS = 5
 
 _DELETE_EVENTS = """
 WITH batch AS (
@@ -60,13 +61,20 @@ class RetentionResult:
         return all(n == 0 for n in self.remaining_expired.values())
 
 
-def retention(database_url: str, events_days: int = EVENTS_DAYS, security_days: int = SECURITY_DAYS,
-              batch_size: int = 5000, dry_run: bool = False, today: date | None = None,
-              lock_timeout_ms: int = 2000, statement_timeout_ms: int = 30000) -> RetentionResult:
-    for name, value, lo in (("events_days", events_days, 1), ("security_days", security_days, 1),
-                            ("batch_size", batch_size, 1)):
-        if not isinstance(value, int) or value < lo:
-            raise OpsError(f"{name} must be a whole number >= {lo}, got {value!r}")
+def retention(database_url: str, events_days: int = settings.EVENTS_DAYS,
+              security_days: int = settings.SECURITY_DAYS, batch_size: int = settings.BATCH_SIZE,
+              dry_run: bool = False, today: date | None = None,
+              lock_timeout_ms: int = 2000, statement_timeout_ms: int = 30000,
+              throttle: float = settings.RETENTION_THROTTLE) -> RetentionResult:
+    """Delete what is older than its cutoff. `today` (the run's date; default: today in UTC)
+    is kept with the `events_days` days before it: rows of earlier days go. Security
+    events go when created before midnight UTC `security_days` days before `today`.
+    After each batch it rests `throttle` times as long as the batch took, leaving
+    CPU and locks to the API."""
+    for name, value, lo, hi in (("events_days", events_days, 1, None), ("security_days", security_days, 1, None),
+                                ("batch_size", batch_size, 1, settings.BATCH_SIZE_MAX)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi and value > hi):
+            raise OpsError(f"{name} must be a whole number from {lo}{f' to {hi}' if hi else ' up'}, got {value!r}")
     t0 = time.monotonic()
     today = today or datetime.now(timezone.utc).date()
     events_cutoff = today - timedelta(days=events_days)
@@ -80,11 +88,12 @@ def retention(database_url: str, events_days: int = EVENTS_DAYS, security_days: 
             result.remaining_expired = expired
             log.info("retention dry run: would remove %s", expired)
         else:
+            batching = _Batching(batch_size, lock_timeout_ms, statement_timeout_ms, throttle)
             result.removed = {
-                "eng_post_like_events_daily": _in_batches(conn, _DELETE_EVENTS, events_cutoff, batch_size,
-                                                          lock_timeout_ms, statement_timeout_ms, "daily events"),
-                "eng_security_events": _in_batches(conn, _DELETE_SECURITY, security_cutoff, batch_size,
-                                                   lock_timeout_ms, statement_timeout_ms, "security events"),
+                "eng_post_like_events_daily": _in_batches(conn, _DELETE_EVENTS, events_cutoff, batching,
+                                                          "daily events"),
+                "eng_security_events": _in_batches(conn, _DELETE_SECURITY, security_cutoff, batching,
+                                                   "security events"),
             }
             result.remaining_expired = _expired(conn, events_cutoff, security_cutoff)
             for table in ("eng_post_like_events_daily", "eng_security_events", "eng_post_like_counter_slots"):
@@ -93,18 +102,39 @@ def retention(database_url: str, events_days: int = EVENTS_DAYS, security_days: 
     return result
 
 
-def _in_batches(conn, sql: str, cutoff, batch: int, lock_ms: int, stmt_ms: int, what: str) -> int:
-    total = 0
+@dataclass(frozen=True)
+class _Batching:
+    size: int
+    lock_timeout_ms: int
+    statement_timeout_ms: int
+    throttle: float
+
+
+def _in_batches(conn, sql: str, cutoff, b: _Batching, what: str) -> int:
+    """One short transaction per batch, then a rest. A batch that hits lock_timeout
+    is retried after a pause rather than waiting on the API's locks."""
+    total, last_report, lock_misses = 0, time.monotonic(), 0
     while True:
-        with conn.transaction():
-            conn.execute(f"SET LOCAL lock_timeout = {int(lock_ms)}")
-            conn.execute(f"SET LOCAL statement_timeout = {int(stmt_ms)}")
-            n = conn.execute(sql, {"cutoff": cutoff, "batch": batch}).fetchone()[0]
+        started = time.monotonic()
+        try:
+            with conn.transaction():
+                conn.execute(f"SET LOCAL lock_timeout = {int(b.lock_timeout_ms)}")
+                conn.execute(f"SET LOCAL statement_timeout = {int(b.statement_timeout_ms)}")
+                n = conn.execute(sql, {"cutoff": cutoff, "batch": b.size}).fetchone()[0]
+        except psycopg.errors.LockNotAvailable:
+            lock_misses += 1
+            if lock_misses > 10:
+                raise OpsError(f"retention: {what}: gave up after {lock_misses} lock timeouts "
+                               f"({total} rows deleted so far)") from None
+            time.sleep(0.5 * lock_misses)
+            continue
         total += n
-        if n:
-            log.info("retention: deleted %d %s (%d so far)", n, what, total)
-        if n < batch:
+        if n < b.size or time.monotonic() - last_report >= PROGRESS_SECONDS:
+            log.info("retention: deleted %d %s so far", total, what)
+            last_report = time.monotonic()
+        if n < b.size:
             return total
+        time.sleep(b.throttle * (time.monotonic() - started))
 
 
 def _expired(conn, events_cutoff, security_cutoff) -> dict[str, int]:

@@ -24,6 +24,7 @@ EXPECTED = {
 def airflow_env(pg, tmp_path_factory):
     home = tmp_path_factory.mktemp("airflow")
     backups = tmp_path_factory.mktemp("backups")
+    docs = tmp_path_factory.mktemp("docs")
     env = {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
@@ -31,6 +32,7 @@ def airflow_env(pg, tmp_path_factory):
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
         "AIRFLOW_CONN_LIKES_DB": pg.url("likes_owner"),
         "LIKES_BACKUP_DIR": str(backups),
+        "LIKES_DATA_DOCS_DIR": str(docs),
         "GX_ANALYTICS_ENABLED": "false",
     }
     os.environ.update(env)
@@ -70,8 +72,13 @@ def test_every_dag_loads_with_its_schedule_params_and_settings(dagbag):
         assert dag.schedule == schedule if isinstance(dag.schedule, str) else str(dag.timetable.summary) == schedule
         assert set(dag.params.keys()) == params
         assert dag.catchup is False and dag.max_active_runs == 1 and dag.doc_md and dag.tags
+        assert "Run by hand" in dag.doc_md
+        for name in params:
+            param = dag.params.get_param(name)
+            assert param.schema.get("type") and param.description, (dag_id, name)
         for t in dag.tasks:
-            assert t.retries == 2 and t.retry_exponential_backoff and t.on_failure_callback
+            assert t.retries == 2 and t.retry_exponential_backoff and t.on_failure_callback and t.execution_timeout
+        assert any(t.pool == "likes_db" for t in dag.tasks)
 
 
 def test_backup_dag_produces_a_verified_backup_and_manifest(dagbag, airflow_env, db):
@@ -81,6 +88,8 @@ def test_backup_dag_produces_a_verified_backup_and_manifest(dagbag, airflow_env,
     assert run.state == "success"
     manifests = list(airflow_env.glob("likes-*-dagtest.manifest.json"))
     assert len(manifests) == 1
+    from ops.backup import verify
+    assert verify(airflow_env, manifests[0].name.removesuffix(".manifest.json")).ok
     assert db.execute("SELECT outcome FROM ops_runs WHERE kind = 'backup'").fetchone() == ("success",)
 
 
@@ -99,8 +108,12 @@ def test_drill_dag_fails_on_a_corrupted_backup_and_records_it(dagbag, airflow_en
     try:
         run = _without_retries(dagbag.get_dag("likes_restore_drill")).test(run_conf={"jobs": 1})
         assert run.state == "failed"
-        outcomes = [r[0] for r in db.execute("SELECT outcome FROM ops_runs WHERE kind = 'drill'")]
-        assert outcomes and set(outcomes) == {"failed"}
+        # One record of the failure: the drill's own row, with the callback's alert added to it.
+        rows = db.execute("SELECT outcome, details FROM ops_runs WHERE kind = 'drill'").fetchall()
+        assert len(rows) == 1 and rows[0][0] == "failed"
+        details = rows[0][1]
+        assert "truncated file" in details["problem"] and details["airflow_run_id"] == run.run_id
+        assert details["alert"]["alert"] == "likes_maintenance_failed" and details["alert"]["task_id"] == "drill"
     finally:
         dump.write_bytes(original)
 
@@ -111,6 +124,7 @@ def test_integrity_dag_fails_on_drift_and_passes_with_repair(dagbag, airflow_env
     dag = _without_retries(dagbag.get_dag("likes_integrity"))
     assert dag.test().state == "failed"
     assert dag.test(run_conf={"repair": True}).state == "success"
+    assert (Path(os.environ["LIKES_DATA_DOCS_DIR"]) / "live" / "index.html").is_file()
 
 
 def test_retention_dag_dry_run_then_real_run(dagbag, airflow_env, db):

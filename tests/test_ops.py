@@ -1,6 +1,7 @@
 """The maintenance library against a real PostgreSQL with real pg_dump/pg_restore."""
 from __future__ import annotations
 
+import html
 import json
 import os
 import stat
@@ -9,12 +10,13 @@ import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from ops import backup as bk
 from ops.drill import drill
 from ops.integrity import integrity, repair
+from ops.pg import OpsError
+from ops.restore import restore
 from ops.retention import retention
 from ops.status import status
 from tests.conftest import ROOT
@@ -41,7 +43,8 @@ def _scratch_databases(db) -> list[str]:
 
 
 def _ops(*args: str, url: str, backup_dir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ops", "--dir", str(backup_dir), *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "ops", "--dir", str(backup_dir), "--docs-dir",
+                           str(backup_dir.parent / "docs"), *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=120, env={**os.environ, "DATABASE_URL": url})
 
 
@@ -101,6 +104,18 @@ def test_gfs_prune_over_a_simulated_month_keeps_exactly_the_right_backups(tmp_pa
     assert sorted(p.name[6:22] for p in tmp_path.glob("*.dump")) == kept_days
 
 
+def test_prune_removes_day_old_temporaries_and_dumps_without_a_manifest(tmp_path):
+    kept = _fake_backup(tmp_path, datetime(2026, 1, 1, tzinfo=timezone.utc))
+    day_old = datetime.now().timestamp() - 25 * 3600
+    for name in (".tmp-likes-20260101T000000Z.dump", "likes-20251231T000000Z.dump"):   # crashed runs
+        (tmp_path / name).write_bytes(b"x")
+        os.utime(tmp_path / name, (day_old, day_old))
+    (tmp_path / ".tmp-likes-20260102T000000Z.dump").write_bytes(b"x")                  # a backup running now
+    bk.prune(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".tmp-likes-20260102T000000Z.dump", f"{kept}.dump", f"{kept}.manifest.json"]
+
+
 def test_prune_never_deletes_the_newest_backup(tmp_path):
     name = _fake_backup(tmp_path, datetime(2026, 1, 1, tzinfo=timezone.utc))
     assert bk.prune(tmp_path, bk.KeepPolicy(0, 0, 0)).kept == [name]
@@ -108,27 +123,39 @@ def test_prune_never_deletes_the_newest_backup(tmp_path):
 
 # Retention
 
+def _rows(db, sql: str) -> set[tuple]:
+    return set(db.execute(sql).fetchall())
+
+
 def test_retention_removes_exactly_the_expired_rows_and_keeps_the_ledger(owner, db):
     today = date(2026, 11, 22)
     _seed(db, posts=2, clients=3)
+    # Events 91, 90 and 89 days before `today` on every counter slot: only day 91 is past the cutoff.
     db.execute("""INSERT INTO eng_post_like_events_daily (post_id, day, slot, likes, unlikes)
                   SELECT post_id, %s::date - d, slot, 2, 1 FROM eng_post_like_counter_slots, unnest(ARRAY[91, 90, 89]) d""",
                (today,))
     # Those events moved no counter; book them so the ledger holds before retention runs.
     db.execute("UPDATE eng_post_like_counter_slots SET retired_net = retired_net - 3")
-    db.execute("INSERT INTO eng_security_events VALUES (now() - interval '31 days', 'rate_limited', 'warning', '\\x01', 4),"
-               " (now() - interval '29 days', 'rate_limited', 'warning', '\\x01', 2)")
-    slots = db.execute("SELECT count(*) FROM eng_post_like_counter_slots").fetchone()[0]
-    before = db.execute("SELECT count(*) FROM eng_post_like_events_daily").fetchone()[0]
+    cutoff = datetime(2026, 10, 23, tzinfo=timezone.utc)          # midnight UTC, 30 days before `today`
+    security = [cutoff - timedelta(minutes=1), cutoff, cutoff + timedelta(days=1)]
+    for i, at in enumerate(security):
+        db.execute("INSERT INTO eng_security_events VALUES (%s, 'rate_limited', 'warning', '\\x01', %s)", (at, i + 1))
+    events = "SELECT post_id, day, slot, likes, unlikes FROM eng_post_like_events_daily"
+    before = _rows(db, events)
+    counts = _rows(db, "SELECT post_id, like_count FROM eng_post_like_counters")
+    expired = {r for r in before if r[1] == today - timedelta(days=91)}
+    assert expired and all(r[1] >= today - timedelta(days=90) for r in before - expired)
+
     dry = retention(owner, today=today, dry_run=True)
-    assert dry.remaining_expired == {"eng_post_like_events_daily": slots, "eng_security_events": 1}
-    assert db.execute("SELECT count(*) FROM eng_post_like_events_daily").fetchone()[0] == before
+    assert dry.remaining_expired == {"eng_post_like_events_daily": len(expired), "eng_security_events": 1}
+    assert _rows(db, events) == before and db.execute("SELECT count(*) FROM eng_security_events").fetchone()[0] == 3
+
     result = retention(owner, today=today, batch_size=2)
-    assert result.removed == {"eng_post_like_events_daily": slots, "eng_security_events": 1}
-    assert result.compliant
-    days = {r[0] for r in db.execute("SELECT DISTINCT day FROM eng_post_like_events_daily")}
-    assert today - timedelta(days=91) not in days and today - timedelta(days=90) in days
-    assert db.execute("SELECT count(*) FROM eng_security_events").fetchone()[0] == 1
+    assert result.removed == {"eng_post_like_events_daily": len(expired), "eng_security_events": 1}
+    assert result.compliant and result.remaining_expired == {"eng_post_like_events_daily": 0, "eng_security_events": 0}
+    assert _rows(db, events) == before - expired
+    assert [r[0] for r in db.execute("SELECT created_at FROM eng_security_events ORDER BY 1")] == security[1:]
+    assert _rows(db, "SELECT post_id, like_count FROM eng_post_like_counters") == counts
     assert integrity(owner).passed        # counters still equal retired_net + remaining events
 
 
@@ -171,6 +198,17 @@ def test_integrity_fails_on_each_injected_fault_and_passes_after_repair(owner, d
                    "CHECK (like_count >= 0)")
 
 
+def test_a_row_check_counts_every_failing_row_and_logs_a_capped_sample(owner, db):
+    db.execute("""SELECT eng_post_like_apply('drift-' || i, sha256(i::text::bytea), 'like')
+                  FROM generate_series(1, 250) i""")
+    db.execute("UPDATE eng_post_like_counter_slots SET like_count = like_count + 1 WHERE post_id LIKE 'drift-%'")
+    result = integrity(owner)
+    drifted = next(c for c in result.checks if c.meaning == "Every post's counter equals its number of like rows.")
+    assert not drifted.passed and drifted.unexpected_count == 250
+    assert len(drifted.rows) == 20 and all(r["like_count"] == 2 and r["like_rows"] == 1 for r in drifted.rows)
+    assert all("unexpected_total" not in r for r in drifted.rows)
+
+
 def test_a_check_that_cannot_run_is_a_failure(owner, db, tmp_path):
     suite = json.loads((ROOT / "expectations" / "likes_integrity.json").read_text())
     suite["expectations"] = [{"meaning": "broken on purpose", "asset": "eng_post_like_counters",
@@ -180,6 +218,28 @@ def test_a_check_that_cannot_run_is_a_failure(owner, db, tmp_path):
     path.write_text(json.dumps(suite))
     result = integrity(owner, suite_path=path)
     assert not result.passed and result.checks[0].error
+
+
+def _docs_rows(site: Path) -> list[str]:
+    """The expectation rows (<tr>) of a Data Docs site's validation pages, as text."""
+    pages = "".join(p.read_text() for p in site.glob("validations/**/*.html"))
+    return [html.unescape(chunk) for chunk in pages.split("<tr>")]
+
+
+def test_integrity_publishes_data_docs_that_name_the_failing_expectation(owner, db, tmp_path):
+    _seed(db)
+    db.execute("UPDATE eng_post_like_counter_slots SET like_count = like_count + 1 WHERE post_id = 'post-1'")
+    result = integrity(owner, docs_dir=tmp_path)
+    assert not result.passed and result.docs_error is None
+    assert Path(result.docs_index) == tmp_path / "live" / "index.html" and Path(result.docs_index).is_file()
+    rows = _docs_rows(tmp_path / "live")
+    failing = [r for r in rows if "Every post's counter equals its number of like rows." in r]
+    passing = [r for r in rows if "No post has a negative like count." in r]
+    assert failing and all("fa-times" in r for r in failing)
+    assert passing and all("fa-check" in r and "fa-times" not in r for r in passing)
+    repair(owner, docs_dir=tmp_path)        # a second publication replaces the first: no pile of old sites
+    assert len(list((tmp_path / ".builds").iterdir())) == 1
+    assert not any("fa-times" in r for r in _docs_rows(tmp_path / "live"))
 
 
 # Restore drills
@@ -264,3 +324,113 @@ def test_monitoring_health_reports_maintenance_ages_and_degrades_when_stale(owne
     db.execute("INSERT INTO ops_runs (kind, started_at, finished_at, outcome) VALUES "
                "('integrity', now() + interval '1 second', now() + interval '1 second', 'success')")
     assert client.get("/api/monitoring/health").json()["status"] == "ok"
+
+
+@pytest.fixture
+def one_backup(owner, db, tmp_path):
+    _seed(db)
+    return bk.backup(owner, tmp_path / "backups")
+
+
+def _state(db, backup_dir: Path) -> tuple:
+    """What a rejected command must leave as it was."""
+    return (_rows(db, "SELECT post_id, client_hash FROM eng_post_likes"),
+            _rows(db, "SELECT post_id, slot, like_count, retired_net FROM eng_post_like_counter_slots"),
+            _rows(db, "SELECT kind, outcome FROM ops_runs"), _flag(db),
+            sorted(p.name for p in backup_dir.iterdir()))
+
+
+def _flag(db) -> bool:
+    return db.execute("SELECT kill_switch FROM feature_flags WHERE name = 'likes'").fetchone()[0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["backup", "--keep-daily", "-1"], "--keep-daily: must be a whole number >= 0, got '-1'"),
+    (["prune", "--keep-monthly", "six"], "--keep-monthly: must be a whole number >= 0, got 'six'"),
+    (["backup", "--label", "Pre Migration"], "--label: must be 1-40 characters of a-z 0-9 and -"),
+    (["retention", "--batch-size", "0"], "--batch-size: must be a whole number from 1 to 100000"),
+    (["retention", "--events-days", "-5"], "--events-days: must be a whole number >= 1"),
+    (["drill", "--backup", "yesterday"], "--backup: must be a backup name such as likes-20261122T020000Z"),
+    (["drill", "--backup", "likes-20200101T000000Z"], "no backup named 'likes-20200101T000000Z'"),
+    (["verify", "--backup", "likes-20200101T000000Z-x"], "no backup named 'likes-20200101T000000Z-x'"),
+    (["repair", "--post-id", "a b"], "--post-id: must be 1-128 of A-Z a-z 0-9 _ . : -"),
+])
+def test_cli_bad_input_names_the_problem_and_changes_nothing(owner, db, one_backup, args, message):
+    backups = Path(one_backup.path).parent
+    before = _state(db, backups)
+    out = _ops(*args, url=owner, backup_dir=backups)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert out.stdout == "" and "Traceback" not in out.stderr
+    assert _state(db, backups) == before
+
+
+# Restore into the live database
+
+def test_restore_brings_back_the_backed_up_rows_and_puts_the_kill_switch_back(owner, db, one_backup, tmp_path):
+    backups = Path(one_backup.path).parent
+    likes = "SELECT post_id, client_hash FROM eng_post_likes"
+    backed_up = _rows(db, likes)
+    for c in range(4):                      # after the backup: post-1 loses its likes, post-9 gains one
+        _like(db, "post-1", f"client-{c}", "unlike")
+    _like(db, "post-9", "client-new")
+    assert _rows(db, likes) != backed_up
+    out = _ops("restore", "--backup", one_backup.name, "--confirm", one_backup.name, url=owner, backup_dir=backups)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["passed"] and report["problem"] is None
+    assert _rows(db, likes) == backed_up
+    assert _rows(db, "SELECT post_id, like_count FROM eng_post_like_counters") == \
+        {(f"post-{p}", 4) for p in range(5)}
+    assert report["kill_switch_before"] is False and report["kill_switch_after"] is False and _flag(db) is False
+    assert report["rto_seconds"] >= report["load_seconds"] > 0
+    assert report["restored_rows"]["eng_post_likes"] == 20 and Path(report["docs_index"]).is_file()
+    # The safety backup holds the state the restore replaced.
+    safety = bk.find(backups, report["safety_backup"])
+    assert safety.name.endswith("-pre-restore") and bk.verify(backups, safety.name).ok
+    assert safety.row_counts["eng_post_likes"] == 17
+    assert db.execute("SELECT kind, outcome FROM ops_runs ORDER BY id").fetchall() == \
+        [("restore", "success"), ("backup", "success"), ("integrity", "success")]
+
+
+@pytest.mark.parametrize("confirm", [None, "likes-20200101T000000Z", "latest"])
+def test_restore_without_the_backups_name_repeated_changes_nothing(owner, db, one_backup, confirm):
+    backups = Path(one_backup.path).parent
+    _like(db, "post-9", "client-new")
+    before = _state(db, backups)
+    args = ["restore", "--backup", one_backup.name] + (["--confirm", confirm] if confirm else [])
+    out = _ops(*args, url=owner, backup_dir=backups)
+    assert out.returncode == 2, out.stderr
+    assert f"repeat its name to go ahead (--confirm {one_backup.name})" in out.stderr
+    assert "Nothing was changed" in out.stderr and out.stdout == ""
+    assert _state(db, backups) == before
+
+
+def test_a_restore_that_fails_rolls_back_and_puts_a_kill_switch_that_was_on_back_on(owner, db, one_backup):
+    backups = Path(one_backup.path).parent
+    _like(db, "post-9", "client-new")
+    db.execute("UPDATE feature_flags SET kill_switch = true WHERE name = 'likes'")
+    manifest_path = Path(one_backup.manifest)
+    m = json.loads(manifest_path.read_text())
+    m["row_counts"]["eng_post_likes"] += 1             # the data no longer matches the manifest
+    manifest_path.write_text(json.dumps(m))
+    live = _rows(db, "SELECT post_id, client_hash FROM eng_post_likes")
+    result = restore(owner, backups, one_backup.name, one_backup.name)
+    assert not result.passed and "manifest mismatch: restored eng_post_likes has 20 rows" in result.problem
+    assert "rolled back, the live data is unchanged" in result.problem
+    assert _rows(db, "SELECT post_id, client_hash FROM eng_post_likes") == live
+    assert result.kill_switch_before is True and result.kill_switch_after is True and _flag(db) is True
+    assert result.safety_backup and bk.verify(backups, result.safety_backup).ok
+
+
+def test_restore_refuses_a_backup_of_another_schema_revision(owner, db, one_backup):
+    backups = Path(one_backup.path).parent
+    head = db.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+    _like(db, "post-9", "client-new")
+    before = _state(db, backups)
+    try:
+        db.execute("UPDATE alembic_version SET version_num = 'some_later_revision'")
+        with pytest.raises(OpsError, match=f"has schema revision {head}, the live database has some_later_revision"):
+            restore(owner, backups, one_backup.name, one_backup.name)
+    finally:
+        db.execute("UPDATE alembic_version SET version_num = %s", (head,))
+    assert _state(db, backups) == before
