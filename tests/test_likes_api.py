@@ -169,6 +169,7 @@ def test_every_response_names_the_release_that_served_it(api_factory, db):
             assert c.get(path).headers["X-Likes-Release"] == "abc123def456", path
         assert c.get("/api/health").json()["release"] == "abc123def456"
         assert c.get("/api/monitoring/health").json()["release"] == "abc123def456"
+    assert '"release":"abc123def456"' in proc.log_lines()[-1]     # the access log names it too
 
 
 def test_a_malformed_release_name_is_a_configuration_error():
