@@ -7,8 +7,10 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -100,3 +102,57 @@ def trigger_and_wait(af: httpx.Client, dag_id: str, conf: dict, timeout: float =
 def task_states(af: httpx.Client, run: dict) -> dict[str, str]:
     tis = af.get(f"/api/v2/dags/{run['dag_id']}/dagRuns/{run['dag_run_id']}/taskInstances").json()
     return {t["task_id"]: t["state"] for t in tis["task_instances"]}
+
+
+@dataclass
+class Load:
+    """Reads and a few likes through HAProxy from 8 threads, each from its own loopback address,
+    at most `max_requests` in all and for at most `max_seconds`. Every response is recorded."""
+    max_requests: int = 40_000
+    max_seconds: float = 600
+    threads: int = 8
+    pause: float = 0.05
+    results: list[tuple[str, int, str | None]] = field(default_factory=list)   # (route, status or -1, release)
+    errors: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __enter__(self) -> "Load":
+        self._deadline = time.monotonic() + self.max_seconds
+        self._workers = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(self.threads)]
+        for w in self._workers:
+            w.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for w in self._workers:
+            w.join(30)
+
+    def _run(self, n: int) -> None:
+        with client_from(f"127.0.0.{60 + n}") as c:
+            i = 0
+            while not self._stop.is_set() and time.monotonic() < self._deadline:
+                with self._lock:
+                    if len(self.results) >= self.max_requests:
+                        return
+                i += 1
+                write = i % 100 == 0     # a like every few seconds per thread: well under the per-IP write limit
+                route = "/api/posts/like" if write else "/api/posts/like/count"
+                try:
+                    r = (c.post(route, json={"postId": f"load-{n}-{i}", "op": "like"}) if write
+                         else c.get(route, params={"postId": f"load-{n % 4}"}))
+                    rec = (route, r.status_code, r.headers.get("X-Likes-Release"))
+                except httpx.HTTPError as exc:
+                    rec = (route, -1, None)
+                    with self._lock:
+                        self.errors.append(f"{route}: {exc!r}")
+                with self._lock:
+                    self.results.append(rec)
+                time.sleep(self.pause)
+
+    def statuses(self) -> Counter:
+        return Counter(status for _, status, _ in self.results)
+
+    def releases(self) -> Counter:
+        return Counter(release for _, _, release in self.results)
