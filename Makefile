@@ -6,9 +6,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venv system-deps test dev bench clean
+INVENTORY ?= inventory/local
+ANSIBLE_ARGS ?=
+
+.PHONY: help venv system-deps deploy test dev bench clean
 
 help:
+	@echo "make deploy      the whole platform on this host (Ansible, inventory/local); prints the URLs"
 	@echo "make test        run the test suite (real PostgreSQL, Redis, Airflow, Chromium)"
 	@echo "make dev         throwaway PostgreSQL + Redis, migrated, and the API on 127.0.0.1:8000"
 	@echo "make bench       benchmarks (bench/): the API, then maintenance at 10M rows; tables + bench/results/*.json"
@@ -24,6 +28,9 @@ venv: $(VENV)/.installed
 
 system-deps:
 	bash .ci/system-deps
+
+deploy: venv
+	$(VENV)/bin/ansible-playbook -i $(INVENTORY) playbooks/site.yml $(ANSIBLE_ARGS)
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -12,7 +13,10 @@ from api.settings import ConfigError, Settings
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m api", description="The likes API.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("migrate", help="apply the schema migrations to DATABASE_URL (as the schema owner)")
+    migrate = sub.add_parser("migrate", help="apply the schema migrations to DATABASE_URL (as the schema owner)")
+    migrate.add_argument("--check", action="store_true",
+                         help="apply nothing; print the current and head revisions as JSON and exit 3 "
+                              "when migrations are pending (0 when the schema is at head)")
     serve = sub.add_parser("serve", help="run the HTTP server")
     serve.add_argument("--host", help="bind address (default: HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: PORT or 8000)")
@@ -26,13 +30,25 @@ def main(argv: list[str] | None = None) -> int:
     return {"migrate": _migrate, "serve": _serve, "check-config": _check_config, "flags": _flags}[args.command](args)
 
 
+MIGRATIONS_PENDING = 3
+
+
 def _migrate(args) -> int:
-    from api.migrate import MigrationError, head_revision, migrate
+    from api.migrate import MigrationError, current_revision, head_revision, migrate
     url = os.environ.get("DATABASE_URL")
     if not url:
         print("DATABASE_URL is not set: export the schema owner's URL, e.g. postgresql://likes_owner:...@host/likes",
               file=sys.stderr)
         return 2
+    if args.check:
+        try:
+            current = current_revision(url)
+        except Exception as exc:
+            print(f"migrate --check: cannot read the schema revision: {exc}", file=sys.stderr)
+            return 1
+        head = head_revision()
+        print(json.dumps({"current": current, "head": head, "pending": current != head}))
+        return MIGRATIONS_PENDING if current != head else 0
     try:
         applied = migrate(url)
     except MigrationError as exc:

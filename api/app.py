@@ -99,7 +99,11 @@ async def _log_request(request: Request, response) -> None:
     route = "/" + route.lstrip("/")
     metrics.REQUEST_DURATION.labels(route, str(response.status)).observe(elapsed)
     response.headers["X-Request-ID"] = str(request.id)
+    if request.app.ctx.settings.release:
+        # Which release answered: a rolling deploy's tests and operators read it.
+        response.headers["X-Likes-Release"] = request.app.ctx.settings.release
     logs.event(access_log, logging.INFO, event="request", method=request.method, route=route,
                status=response.status, duration_ms=round(elapsed * 1000, 2), request_id=str(request.id),
-               outcome=getattr(request.ctx, "outcome", "ok" if response.status < 400 else "error"))
+               outcome=getattr(request.ctx, "outcome", "ok" if response.status < 400 else "error"),
+               **({"release": request.app.ctx.settings.release} if request.app.ctx.settings.release else {}))
 

@@ -42,6 +42,7 @@ class Settings:
     proxies_count: int = 0
     real_ip_header: str | None = None
     cors_allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+    release: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -71,6 +72,7 @@ class Settings:
             proxies_count=p.integer("PROXIES_COUNT", cls.proxies_count, 0, 10),
             real_ip_header=env.get("REAL_IP_HEADER") or None,
             cors_allowed_origins=p.origins("CORS_ALLOWED_ORIGINS"),
+            release=p.release("LIKES_RELEASE"),
         )
         if not p.problems and s.db_pool_min > s.db_pool_max:
             p.problems.append(f"DB_POOL_MIN ({s.db_pool_min}) is larger than DB_POOL_MAX ({s.db_pool_max})")
@@ -153,6 +155,13 @@ class _Parser:
             self.problems.append(f"{name} must be one of {', '.join(choices)}, got {value!r}")
             return default
         return value.upper()
+
+    def release(self, name: str) -> str | None:
+        value = self._raw(name)
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9._+-]{1,64}", value):
+            self.problems.append(f"{name} must be 1-64 characters from A-Z a-z 0-9 . _ + -, got {value!r}")
+            return None
+        return value
 
     def origins(self, name: str) -> tuple[str, ...]:
         value = self._raw(name)

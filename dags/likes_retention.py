@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -65,12 +66,21 @@ def likes_retention():
                "--skip-archive", "--batch-size", str(params["batch_size"]), "--error-on-cleanup-failure"]
         if params["dry_run"]:
             cmd.append("--dry-run")
-        out = subprocess.run(cmd, capture_output=True, text=True)
+        out = subprocess.run(cmd, capture_output=True, text=True, env=_metadata_db_env())
         if out.returncode != 0:
             raise RuntimeError(f"airflow db clean failed: {out.stderr[-1500:]}")
         return f"cleaned Airflow metadata before {before}" + (" (dry run)" if params["dry_run"] else "")
 
     delete_expired() >> clean_airflow_metadata()
+
+
+def _metadata_db_env() -> dict[str, str]:
+    """The environment for `airflow db clean`: Airflow 3 points a task's SQL_ALCHEMY_CONN at a blocked URL;
+    without it the CLI reads the metadata database from AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD (set by the deploy)."""
+    blocked = ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__SQL_ALCHEMY_CONN")
+    if not os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"):
+        return dict(os.environ)
+    return {k: v for k, v in os.environ.items() if k not in blocked}
 
 
 likes_retention()

@@ -25,6 +25,11 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 TABLES = "eng_post_likes, eng_post_like_counter_slots, eng_post_like_events_daily, eng_security_events"
 
 
+def pytest_collection_modifyitems(items):
+    """The deploy tests (marked `deploy`) take over the machine's system services: they run last, in order."""
+    items.sort(key=lambda item: item.get_closest_marker("deploy") is not None)
+
+
 @pytest.fixture(scope="session")
 def pg():
     server = PostgresServer().start()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.helpers import JSON, assert_error, counter, like, like_rows
 
@@ -160,3 +161,20 @@ def test_wrong_method_is_a_json_405(client, db):
     r = client.delete("/api/posts/like")
     assert_error(r, 405, "method_not_allowed")
     assert_error(client.post("/api/posts/like/count", headers=JSON, content=b"{}"), 405, "method_not_allowed")
+
+
+def test_every_response_names_the_release_that_served_it(api_factory, db):
+    with api_factory(LIKES_RELEASE="abc123def456") as proc, proc.client() as c:
+        for path in ("/health", "/api/health", "/api/posts/like/count?postId=x", "/nope"):
+            assert c.get(path).headers["X-Likes-Release"] == "abc123def456", path
+        assert c.get("/api/health").json()["release"] == "abc123def456"
+        assert c.get("/api/monitoring/health").json()["release"] == "abc123def456"
+    access = [line for line in proc.log_lines() if '"logger":"likes.access"' in line]
+    assert access and all('"release":"abc123def456"' in line for line in access)   # the access log names it too
+
+
+def test_a_malformed_release_name_is_a_configuration_error():
+    from api.settings import ConfigError, Settings
+    with pytest.raises(ConfigError, match="LIKES_RELEASE must be"):
+        Settings.from_env({"DATABASE_URL": "postgresql://u:p@h/d", "CLIENT_ID_SECRET": "x" * 32,
+                           "LIKES_RELEASE": "bad release; rm -rf"})

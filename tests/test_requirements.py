@@ -22,3 +22,13 @@ def test_api_requirements_are_a_pinned_subset_of_the_full_set_without_airflow():
     assert mismatched == {}
     for name in ("sanic", "psycopg", "redis", "limits", "prometheus-client", "alembic"):
         assert name in api
+
+
+def test_airflow_host_requirements_are_a_pinned_subset_of_the_full_set_without_the_api_server():
+    full, airflow = _pins(ROOT / "requirements.txt"), _pins(ROOT / "dags" / "requirements.txt")
+    assert not [n for n in airflow if n.startswith(("sanic", "ansible"))]
+    mismatched = {n: (v, full.get(n)) for n, v in airflow.items() if full.get(n) != v}
+    assert mismatched == {}
+    for name in ("apache-airflow", "apache-airflow-providers-postgres", "apache-airflow-providers-celery",
+                 "great-expectations", "psycopg", "psycopg-binary"):
+        assert name in airflow

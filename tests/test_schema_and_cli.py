@@ -2,6 +2,7 @@
 migrations, and the `python -m api` commands."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -161,3 +162,22 @@ def test_runbook_002_kill_switch_sql_works_as_written(pg, db, client):
     out = _psql(pg, "UPDATE feature_flags SET kill_switch = true WHERE name = 'likes';", role="likes_ops")
     assert out.returncode == 0 and "UPDATE 1" in out.stdout
     assert_error(like(client, "k2"), 503, "likes_disabled")
+
+
+def test_migrate_check_exits_3_while_migrations_are_pending_and_0_at_head(pg):
+    pg.psql("DROP DATABASE IF EXISTS likes_chk", database="postgres")
+    pg.psql("CREATE DATABASE likes_chk OWNER likes_owner", database="postgres")
+    env = {"DATABASE_URL": pg.url("likes_owner", "likes_chk")}
+    empty = _cli("migrate", "--check", env=env)
+    assert empty.returncode == 3 and json.loads(empty.stdout) == {"current": None, "head": "0002_ops_runs",
+                                                                  "pending": True}
+    assert pg.psql("SELECT to_regclass('alembic_version') IS NULL", database="likes_chk") == "t"   # applied nothing
+    assert _cli("migrate", env=env).returncode == 0
+    at_head = _cli("migrate", "--check", env=env)
+    assert at_head.returncode == 0 and json.loads(at_head.stdout)["pending"] is False
+    pg.psql("DROP DATABASE likes_chk", database="postgres")
+
+
+def test_migrate_check_fails_clearly_when_the_database_is_unreachable():
+    out = _cli("migrate", "--check", env={"DATABASE_URL": "postgresql://likes_owner:x@127.0.0.1:1/likes"})
+    assert out.returncode == 1 and "cannot read the schema revision" in out.stderr

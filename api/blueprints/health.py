@@ -1,7 +1,7 @@
 """Liveness and readiness.
 
 /health        liveness, no I/O.
-/api/health    {"status", "timestamp"}.
+/api/health    {"status", "release", "timestamp"}.
 /api/monitoring/health   database, redis, pool and maintenance; 503 when the database is down,
                          degraded when Redis is down, the last backup or drill is over 26 h
                          old, or the last integrity check failed.
@@ -29,7 +29,7 @@ async def liveness(request: Request):
 
 @bp.get("/api/health")
 async def api_health(request: Request):
-    return json({"status": "ok", "timestamp": _now()})
+    return json({"status": "ok", "release": request.app.ctx.settings.release, "timestamp": _now()})
 
 
 @bp.get("/api/monitoring/health")
@@ -57,5 +57,5 @@ async def monitoring_health(request: Request):
     else:
         status = "ok"
     body = {"status": status, "database": database, "redis": "connected" if redis_ok else "unreachable",
-            "pool": pool, "maintenance": maintenance, "timestamp": _now()}
+            "pool": pool, "maintenance": maintenance, "release": ctx.settings.release, "timestamp": _now()}
     return json(body, status=503 if status == "down" else 200, headers={"Cache-Control": "no-store"})
