@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -55,6 +56,19 @@ def run_playbook(inventory: str, playbook: str, *args: str, name: str | None = N
     seconds = time.monotonic() - start
     log.write_text(out.stdout + out.stderr)
     return PlaybookRun(out.returncode, out.stdout + out.stderr, seconds, log)
+
+
+@pytest.fixture(scope="session")
+def local():
+    """inventory/local converged twice (from whatever state the machine is in); the second run's
+    recap is what the idempotence test reads. Shared by every deploy test module of the session."""
+    first = run_playbook("local", "site.yml", name="site-first")
+    assert first.returncode == 0, f"first converge failed, see {first.log}:\n{first.output[-3000:]}"
+    record_timing("local_first_converge_seconds", first.seconds)
+    second = run_playbook("local", "site.yml", name="site-second")
+    assert second.returncode == 0, f"second converge failed, see {second.log}:\n{second.output[-3000:]}"
+    record_timing("local_noop_converge_seconds", second.seconds)
+    return second
 
 
 def record_timing(key: str, seconds: float) -> None:

@@ -15,24 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.deploy import (API, airflow_client, client_from, record_timing, run_playbook, secret, task_states,
+from tests.deploy import (API, airflow_client, client_from, local, run_playbook, secret, task_states,  # noqa: F401
                           trigger_and_wait)
 
 pytestmark = [pytest.mark.slow, pytest.mark.deploy]
 DAGS = ("likes_backup", "likes_retention", "likes_integrity", "likes_restore_drill")
 BACKUP_DIR = Path("/var/backups/likes")
-
-
-@pytest.fixture(scope="module")
-def local():
-    """inventory/local converged twice; the second run's recap is what the idempotence test reads."""
-    first = run_playbook("local", "site.yml", name="site-first")
-    assert first.returncode == 0, f"first converge failed, see {first.log}:\n{first.output[-3000:]}"
-    record_timing("local_first_converge_seconds", first.seconds)
-    second = run_playbook("local", "site.yml", name="site-second")
-    assert second.returncode == 0, f"second converge failed, see {second.log}:\n{second.output[-3000:]}"
-    record_timing("local_noop_converge_seconds", second.seconds)
-    return second
 
 
 def test_second_converge_changes_nothing(local):
