@@ -163,8 +163,9 @@ def test_rotating_every_secret_keeps_serving_and_old_client_ids_work_during_the_
         # An id signed with the old secret still works, and is the same client (grace period).
         r = c.get("/api/posts/like/count", params={"postId": "rotation"}, headers={"X-Client-Id": old_id})
         assert r.status_code == 200 and r.json()["liked"] is True
-        new_id = c.post("/api/posts/like", json={"postId": "rotation-2", "op": "like"}).json()["clientId"]
-        assert new_id.split(".")[0] != old_id.split(".")[0]
+        with client_from("127.0.0.43") as fresh:          # no likes_cid cookie: a new client gets a new id
+            new_id = fresh.post("/api/posts/like", json={"postId": "rotation-2", "op": "like"}).json()["clientId"]
+        assert new_id.split(".")[0] != old_id.split(".")[0]          # signed with the new secret (its key id)
 
         # The new database and Redis passwords work; the old ones do not.
         url = "postgresql://likes_api:{}@127.0.0.1:5432/likes"
