@@ -21,7 +21,7 @@ VAULT_PASSWORD_FILE = ROOT / "inventory" / "production.example" / "vault-passwor
 
 
 def test_every_playbook_is_a_known_one():
-    assert set(PLAYBOOKS) == {"site.yml", "preflight.yml", "deploy.yml", "rollback.yml", "backup.yml", "restore.yml",
+    assert set(PLAYBOOKS) == {"site.yml", "preflight.yml", "platform.yml", "deploy.yml", "rollback.yml", "backup.yml", "restore.yml",
                               "rotate_secrets.yml", "verify.yml"}
 
 
