@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.deploy import client_from, local, run_playbook  # noqa: F401  (local is a fixture)
+from api import store
+from tests.deploy import client_from, local, run_playbook, secret  # noqa: F401  (local is a fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.deploy]
 BACKUP_DIR = Path("/var/backups/likes")
@@ -48,7 +49,17 @@ def test_restore_refuses_without_a_matching_confirmation_and_changes_nothing(loc
         assert run.changed == 0 and _backups("pre-restore") == safety_before
 
 
-def test_restore_puts_the_named_backup_back_behind_the_kill_switch(local):
+@pytest.fixture
+def likes_enabled(local):
+    """The kill switch off before and after: a failed restore leaves it on, as it should, and the
+    machine keeps that state from one run to the next; the tests here and after need likes."""
+    url = f"postgresql://likes_owner:{secret('local', 'db_likes_owner')}@127.0.0.1:5432/likes"
+    store.set_kill_switch(url, "likes", False)
+    yield
+    store.set_kill_switch(url, "likes", False)
+
+
+def test_restore_puts_the_named_backup_back_behind_the_kill_switch(likes_enabled):
     # Post ids of this run only: the machine keeps the likes of earlier runs.
     kept, lost, after = (f"restore-{what}-{uuid.uuid4().hex[:8]}" for what in ("kept", "lost", "after"))
     with client_from("127.0.0.41") as c:
@@ -58,9 +69,35 @@ def test_restore_puts_the_named_backup_back_behind_the_kill_switch(local):
         name = _backups("before-restore")[-1].stem
         assert c.post("/api/posts/like", json={"postId": lost, "op": "like"}).status_code == 200
         safety_before = _backups("pre-restore")
+        # The backup is not the newest of its day: nothing on the way may prune it.
         run = run_playbook("local", "restore.yml", "-e", f"restore_backup={name}", "-e", f"restore_confirm={name}")
         assert run.returncode == 0, run.output[-3000:]
         assert _count(c, kept) == 1 and _count(c, lost) == 0
-        assert len(_backups("pre-restore")) > len(safety_before)
+        safety = [p for p in _backups("pre-restore") if p not in safety_before]
+        assert len(safety) == 1 and safety[0].stem in run.output
         # The kill switch is off again: likes are accepted.
         assert c.post("/api/posts/like", json={"postId": after, "op": "like"}).status_code == 200
+
+
+def test_a_failed_restore_keeps_the_kill_switch_on_and_names_the_problem(likes_enabled):
+    taken = subprocess.run(["/usr/local/bin/likes-ops", "backup", "--label", "failing-restore", "--no-prune"],
+                           capture_output=True, text=True)
+    assert taken.returncode == 0, taken.stderr[-2000:]
+    name = json.loads(taken.stdout)["name"]
+    manifest = BACKUP_DIR / f"{name}.manifest.json"
+    original = manifest.read_bytes()
+    data = json.loads(original)
+    data["row_counts"]["eng_post_likes"] += 1           # the archive no longer matches: the load rolls back
+    try:
+        manifest.write_text(json.dumps(data))
+        with client_from("127.0.0.44") as c:
+            run = run_playbook("local", "restore.yml", "-e", f"restore_backup={name}", "-e", f"restore_confirm={name}",
+                               name="restore-failing")
+            assert run.returncode != 0
+            said = " ".join(run.output.split())
+            assert f"The restore of {name} failed:" in said and "manifest mismatch: restored eng_post_likes" in said
+            assert "The kill switch stays ON" in said and "The database as it was before is in the safety backup" in said
+            r = c.post("/api/posts/like", json={"postId": f"restore-refused-{uuid.uuid4().hex[:8]}", "op": "like"})
+            assert r.status_code == 503 and r.json()["error"]["code"] == "likes_disabled"
+    finally:
+        manifest.write_bytes(original)
