@@ -19,6 +19,9 @@ import pytest
 import redis
 
 from dev.stack import PostgresServer, RedisServer, free_port
+# Defined here, not imported into each deploy module: an imported fixture is a new one per module,
+# and the local converge (minutes) would run once per module.
+from tests.deploy import local  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.deploy import (API, airflow_client, client_from, local, run_playbook, secret, task_states,  # noqa: F401
+from tests.deploy import (API, airflow_client, client_from, run_playbook, secret, task_states,
                           trigger_and_wait)
 
 pytestmark = [pytest.mark.slow, pytest.mark.deploy]

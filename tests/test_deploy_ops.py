@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from api import store
-from tests.deploy import client_from, local, run_playbook, secret  # noqa: F401  (local is a fixture)
+from tests.deploy import client_from, run_playbook, secret
 
 pytestmark = [pytest.mark.slow, pytest.mark.deploy]
 BACKUP_DIR = Path("/var/backups/likes")
