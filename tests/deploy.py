@@ -49,7 +49,9 @@ def run_playbook(inventory: str, playbook: str, *args: str, name: str | None = N
     """ansible-playbook -i inventory/<inventory> playbooks/<playbook> from the repo root, logged to artifacts."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log = ARTIFACTS / f"ansible-{name or Path(playbook).stem}-{inventory}.log"
-    env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", "PYTHONUNBUFFERED": "1"}
+    # profile_tasks: each task's wall time in the log, and the slowest ones after the recap.
+    env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", "PYTHONUNBUFFERED": "1",
+           "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks"}
     start = time.monotonic()
     out = subprocess.run([ANSIBLE_PLAYBOOK, "-i", f"inventory/{inventory}", f"playbooks/{playbook}", *args],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -120,11 +122,11 @@ def task_states(af: httpx.Client, run: dict) -> dict[str, str]:
 
 @dataclass
 class Load:
-    """Reads and a few likes through HAProxy from 8 threads, each from its own loopback address,
+    """Reads and a few likes through HAProxy from 4 threads, each from its own loopback address,
     at most `max_requests` in all and for at most `max_seconds`. Every response is recorded."""
     max_requests: int = 40_000
     max_seconds: float = 600
-    threads: int = 8
+    threads: int = 4                 # more only takes CPU from the playbook on a 2-core machine
     pause: float = 0.05
     results: list[tuple[str, int, str | None]] = field(default_factory=list)   # (route, status or -1, release)
     errors: list[str] = field(default_factory=list)
